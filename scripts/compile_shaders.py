@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Compile every shaders/<op>.comp to vkconvt/spv/<op>.spv with glslangValidator.
+
+    python scripts/compile_shaders.py            # compile (what the build hook runs)
+    python scripts/compile_shaders.py --check    # compile, then validate each module with spirv-val
+
+A missing tool, a failed compile or any compiler message (warnings included) is an error.
+Files are written atomically, so a reader never sees half a module.
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHADER_DIR = os.path.join(ROOT, "shaders")
+OUT_DIR = os.path.join(ROOT, "vkconvt", "spv")
+TARGET_ENV = "vulkan1.1"
+
+
+class ShaderBuildError(RuntimeError):
+    pass
+
+
+def _tool(name, env_var, package):
+    path = os.environ.get(env_var) or shutil.which(name)
+    if not path:
+        raise ShaderBuildError(
+            f"{name} not found (set {env_var} or install Debian's '{package}'); "
+            "it is needed to compile the vkconvt shaders")
+    return path
+
+
+def compile_one(src, out_dir, glslang=None):
+    glslang = glslang or _tool("glslangValidator", "GLSLANG_VALIDATOR", "glslang-tools")
+    op = os.path.splitext(os.path.basename(src))[0]
+    dst = os.path.join(out_dir, op + ".spv")
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{op}.", suffix=".spv", dir=out_dir)
+    os.close(fd)
+    try:
+        cmd = [glslang, "-V", "--target-env", TARGET_ENV, "-I" + os.path.dirname(src), "-o", tmp, src]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        # glslangValidator echoes the file name; anything else it says is a diagnostic.
+        said = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+                if ln.strip() and ln.strip() not in (src, os.path.basename(src))]
+        if proc.returncode != 0 or said:
+            raise ShaderBuildError(f"glslangValidator failed on {src} (exit {proc.returncode}):\n"
+                                   + "\n".join(said))
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dst
+
+
+def validate(spv):
+    spirv_val = _tool("spirv-val", "SPIRV_VAL", "spirv-tools")
+    proc = subprocess.run([spirv_val, "--target-env", TARGET_ENV, spv], capture_output=True, text=True)
+    if proc.returncode != 0 or (proc.stdout + proc.stderr).strip():
+        raise ShaderBuildError(f"spirv-val rejected {spv}:\n{proc.stdout}{proc.stderr}")
+
+
+def compile_all(shader_dir=SHADER_DIR, out_dir=OUT_DIR, check=False):
+    sources = sorted(glob.glob(os.path.join(shader_dir, "*.comp")))
+    if not sources:
+        raise ShaderBuildError(f"no *.comp shaders found in {shader_dir}")
+    glslang = _tool("glslangValidator", "GLSLANG_VALIDATOR", "glslang-tools")
+    outputs = [compile_one(src, out_dir, glslang) for src in sources]
+    if check:
+        for spv in outputs:
+            validate(spv)
+    return outputs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="validate each module with spirv-val")
+    ap.add_argument("--shaders", default=SHADER_DIR, help="folder of *.comp sources")
+    ap.add_argument("--out", default=OUT_DIR, help="folder for the *.spv modules")
+    args = ap.parse_args(argv)
+    try:
+        outputs = compile_all(args.shaders, args.out, check=args.check)
+    except ShaderBuildError as exc:
+        print(f"compile_shaders: {exc}", file=sys.stderr)
+        return 1
+    for spv in outputs:
+        print(f"{os.path.relpath(spv, ROOT)}  {os.path.getsize(spv)} bytes" + ("  (spirv-val ok)" if args.check else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

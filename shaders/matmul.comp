@@ -1,0 +1,61 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// op "matmul": C[b] = A[b % a_batch_mod] · B[b], float32, row-major, any M, N, K.
+// Register blocked: each invocation computes a TM x TN tile of C, so every loaded element of A
+// feeds TN multiply-adds and every element of B feeds TM (what llvmpipe rewards).
+// Out-of-range rows/columns load a clamped (valid) address and are not stored.
+
+layout(local_size_x_id = 0, local_size_y_id = 1, local_size_z = 1) in;
+layout(constant_id = 2) const uint TM = 4;   // rows of C per invocation
+layout(constant_id = 3) const uint TN = 4;   // columns of C per invocation
+
+layout(std430, binding = 0) readonly buffer BufA { float a[]; };  // (a_batch_mod, M, lda)
+layout(std430, binding = 1) readonly buffer BufB { float b[]; };  // (batch, K, ldb); columns from b_offset
+layout(std430, binding = 2) writeonly buffer BufC { float c[]; }; // (batch, M, ldc)
+
+layout(push_constant) uniform Push {
+    uint M; uint N; uint K;
+    uint lda; uint ldb; uint ldc;
+    uint a_batch_mod; uint a_batch_stride; uint b_batch_stride; uint c_batch_stride;
+    uint b_offset;
+    uint base_x; uint base_y; uint base_z;
+} pc;
+
+#include "common.glsl"
+
+void main() {
+    const uint col0 = GLOBAL_X * TN;
+    const uint row0 = GLOBAL_Y * TM;
+    const uint batch = GROUP_Z;
+    if (row0 >= pc.M || col0 >= pc.N) return;
+
+    const uint a_base = (batch % pc.a_batch_mod) * pc.a_batch_stride;
+    const uint b_base = batch * pc.b_batch_stride + pc.b_offset;
+
+    uint arow[TM];
+    for (uint i = 0; i < TM; ++i) arow[i] = a_base + min(row0 + i, pc.M - 1) * pc.lda;
+    uint bcol[TN];
+    for (uint j = 0; j < TN; ++j) bcol[j] = b_base + min(col0 + j, pc.N - 1);
+
+    float acc[TM][TN];
+    for (uint i = 0; i < TM; ++i)
+        for (uint j = 0; j < TN; ++j) acc[i][j] = 0.0;
+
+    for (uint k = 0; k < pc.K; ++k) {
+        float av[TM];
+        for (uint i = 0; i < TM; ++i) av[i] = a[arow[i] + k];
+        const uint brow = k * pc.ldb;
+        float bv[TN];
+        for (uint j = 0; j < TN; ++j) bv[j] = b[bcol[j] + brow];
+        for (uint i = 0; i < TM; ++i)
+            for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+    }
+
+    const uint c_base = batch * pc.c_batch_stride;
+    for (uint i = 0; i < TM; ++i) {
+        if (row0 + i >= pc.M) break;
+        for (uint j = 0; j < TN; ++j) {
+            if (col0 + j < pc.N) c[c_base + (row0 + i) * pc.ldc + col0 + j] = acc[i][j];
+        }
+    }
+}

@@ -1,0 +1,88 @@
+"""The NumPy backend: the reference every other backend is checked against.
+
+Both algorithms are vectorised: the only Python loop is over the K kernel taps (each tap is one
+batched matrix product or one strided slice-add), never over output elements.
+"""
+import numpy as np
+
+from ..params import output_length
+
+name = "numpy"
+
+
+def tap_span(k, l_in, l_out, stride, padding, dilation):
+    """For kernel tap k: the input positions [lo, hi) whose output t = l*stride - padding + k*dilation
+    lies in [0, l_out), and the output position of input lo."""
+    off = k * dilation - padding
+    lo = max(0, -(off // stride))            # ceil(-off / stride)
+    hi = min(l_in, (l_out - 1 - off) // stride + 1)
+    return lo, hi, lo * stride + off
+
+
+def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None):
+    """col (N, C, K, L_in) -> out (N, C, L_out): out[n, c, l*stride - padding + k*dilation] += col[n, c, k, l]."""
+    n, c, k_size, l_in = col.shape
+    l_out = output_length(l_in, k_size, stride, padding, output_padding, dilation)
+    out = np.zeros((n, c, l_out), dtype=np.float32)
+    for k in range(k_size):
+        lo, hi, t0 = tap_span(k, l_in, l_out, stride, padding, dilation)
+        if hi > lo:
+            out[:, :, t0:t0 + (hi - lo - 1) * stride + 1:stride] += col[:, :, k, lo:hi]
+    if bias is not None:
+        out += bias[None, :, None]
+    return out
+
+
+def matmul(a, b):
+    return np.matmul(a, b).astype(np.float32, copy=False)
+
+
+def _grouped(x, weight, p):
+    xg = x.reshape(p.n, p.groups, p.cig, p.l_in)
+    wg = weight.reshape(p.groups, p.cig, p.cog, p.k)
+    return xg, wg
+
+
+def conv_transpose1d(x, weight, bias, p, algorithm="auto"):
+    """x (N, C_in, L) float32, weight (C_in, C_out/groups, K), bias (C_out,) or None."""
+    xg, wg = _grouped(x, weight, p)
+    if algorithm == "gemm":
+        # A: (G, Cog*K, Cig) · x: (N, G, Cig, L) -> columns (N, G, Cog*K, L) -> col2im.
+        a = np.ascontiguousarray(wg.transpose(0, 2, 3, 1).reshape(p.groups, p.cog * p.k, p.cig))
+        col = np.matmul(a, xg).reshape(p.n, p.c_out, p.k, p.l_in)
+        return col2im_1d(col, p.stride, p.padding, p.dilation, p.output_padding, bias)
+    # direct: one batched product per tap, added into the output positions the tap reaches.
+    l_out = p.l_out
+    out = np.zeros((p.n, p.c_out, l_out), dtype=np.float32)
+    wt = np.ascontiguousarray(wg.transpose(3, 0, 2, 1))          # (K, G, Cog, Cig)
+    for k in range(p.k):
+        lo, hi, t0 = tap_span(k, p.l_in, l_out, p.stride, p.padding, p.dilation)
+        if hi > lo:
+            contrib = np.matmul(wt[k], xg[:, :, :, lo:hi]).reshape(p.n, p.c_out, hi - lo)
+            out[:, :, t0:t0 + (hi - lo - 1) * p.stride + 1:p.stride] += contrib
+    if bias is not None:
+        out += bias[None, :, None]
+    return out
+
+
+class NumpyBackend:
+    name = name
+    device = None
+
+    def conv_transpose1d(self, x, weight, bias, params, algorithm="auto"):
+        return conv_transpose1d(x, weight, bias, params, "direct" if algorithm == "auto" else algorithm)
+
+    def matmul(self, a, b):
+        return matmul(a, b)
+
+    def col2im_1d(self, col, stride, padding, dilation, output_padding, bias):
+        return col2im_1d(col, stride, padding, dilation, output_padding, bias)
+
+    def describe(self):
+        return f"numpy {np.__version__} (CPU reference)"
+
+
+def create(device=None):
+    if device is not None:
+        raise ValueError(f"the numpy backend has no devices; got device={device!r}")
+    return NumpyBackend()

@@ -1,0 +1,152 @@
+"""ConvParams: argument checks with clear messages, output length, FLOPs and workspace bytes.
+
+Everything here runs before any device work: a bad argument raises TypeError/ValueError naming
+the parameter and its value.
+"""
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+ALGORITHMS = ("auto", "direct", "gemm")
+FLOAT_BYTES = 4
+
+
+def as_int(name, value, minimum=None):
+    """An integer hyper-parameter; like PyTorch, a 1-element tuple/list is accepted."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be an int or a 1-element tuple for a 1-D convolution, got {value!r}")
+        value = value[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_float32(name, value):
+    """np.asarray(value) as contiguous float32; non-numeric dtypes are a TypeError."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_algorithm(algorithm):
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    return algorithm
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Shape and hyper-parameters of one conv_transpose1d call (PyTorch semantics)."""
+    n: int
+    c_in: int
+    l_in: int
+    c_out: int
+    k: int
+    stride: int = 1
+    padding: int = 0
+    output_padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    bias: bool = False
+
+    @property
+    def cig(self):
+        return self.c_in // self.groups
+
+    @property
+    def cog(self):
+        return self.c_out // self.groups
+
+    @property
+    def l_out(self):
+        return output_length(self.l_in, self.k, self.stride, self.padding, self.output_padding, self.dilation)
+
+    @property
+    def flops(self):
+        """2·N·C_in·(C_out/groups)·K·L_in: the multiply-adds of the taps that land on inputs."""
+        return 2 * self.n * self.c_in * self.cog * self.k * self.l_in
+
+    def gemm_column_bytes(self, n=None, l_in=None):
+        """The gemm path's column buffer: (C_out/groups)·K·N·L_in floats per group, all groups."""
+        n = self.n if n is None else n
+        l_in = self.l_in if l_in is None else l_in
+        return self.c_out * self.k * n * l_in * FLOAT_BYTES
+
+    def io_bytes(self):
+        return FLOAT_BYTES * (self.n * self.c_in * self.l_in + self.c_in * self.cog * self.k
+                              + self.n * self.c_out * self.l_out + (self.c_out if self.bias else 0))
+
+    def tag(self):
+        """A short id like N2_Ci4_Co6_L13_K3_s2_p1_op1_d1_g2_b."""
+        return (f"N{self.n}_Ci{self.c_in}_Co{self.c_out}_L{self.l_in}_K{self.k}_s{self.stride}_p{self.padding}"
+                f"_op{self.output_padding}_d{self.dilation}_g{self.groups}" + ("_b" if self.bias else ""))
+
+
+def output_length(l_in, k, stride=1, padding=0, output_padding=0, dilation=1):
+    return (l_in - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
+
+
+def check_hyper(stride, padding, output_padding, dilation, groups):
+    stride = as_int("stride", stride, 1)
+    padding = as_int("padding", padding, 0)
+    output_padding = as_int("output_padding", output_padding, 0)
+    dilation = as_int("dilation", dilation, 1)
+    groups = as_int("groups", groups, 1)
+    if output_padding >= max(stride, dilation):
+        raise ValueError(f"output_padding must be smaller than either stride or dilation, got "
+                         f"output_padding={output_padding}, stride={stride}, dilation={dilation}")
+    return stride, padding, output_padding, dilation, groups
+
+
+def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                       bias=False):
+    """Check shapes and hyper-parameters; returns (ConvParams, batched)."""
+    x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
+    stride, padding, output_padding, dilation, groups = check_hyper(stride, padding, output_padding,
+                                                                    dilation, groups)
+    if len(x_shape) not in (2, 3):
+        raise ValueError(f"x must have shape (N, C_in, L) or unbatched (C_in, L); got shape {x_shape}")
+    batched = len(x_shape) == 3
+    n, c_in, l_in = x_shape if batched else (1,) + x_shape
+    if len(w_shape) != 3:
+        raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {w_shape}")
+    for name, value in (("x", x_shape), ("weight", w_shape)):
+        if 0 in value:
+            raise ValueError(f"{name} has an empty dimension: shape {value}")
+    if w_shape[0] != c_in:
+        raise ValueError(f"weight.shape[0] must equal the input channels C_in={c_in} of x (shape {x_shape}); "
+                         f"got weight shape {w_shape}")
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
+    c_out, k = w_shape[1] * groups, w_shape[2]
+    p = ConvParams(n, c_in, l_in, c_out, k, stride, padding, output_padding, dilation, groups, bool(bias))
+    if p.l_out <= 0:
+        raise ValueError(f"output length (L-1)*stride - 2*padding + dilation*(K-1) + output_padding + 1 = "
+                         f"{p.l_out} must be positive (L={l_in}, K={k}, stride={stride}, padding={padding}, "
+                         f"dilation={dilation}, output_padding={output_padding})")
+    return p, batched
+
+
+def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with float32
+    contiguous arrays and x always 3-D."""
+    x = as_float32("x", x)
+    weight = as_float32("weight", weight)
+    p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
+                                    dilation, bias is not None)
+    if bias is not None:
+        bias = as_float32("bias", bias)
+        if bias.shape != (p.c_out,):
+            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
+    if not batched:
+        x = x[None]
+    return x, weight, bias, p, batched
