@@ -93,10 +93,10 @@ if [ -n "${need// /}" ] || { [ "$codename" = bookworm ] && mesa_is_old; }; then
 fi
 
 # ---------------------------------------------------------------- virtual environment
-stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" | sha256sum | cut -c1-16)-test$with_test"
-stamp="$venv/.vkconvt-setup-$stamp_key"
-if [ -f "$stamp" ] && [ -x "$venv/bin/python" ]; then
-  exit 0
+stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" | sha256sum | cut -c1-16)"
+stamp="$venv/.vkconvt-setup-$stamp_key-test$with_test"
+if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; }; then
+  exit 0    # already set up by this version of the script (a --test set-up covers the plain one)
 fi
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -139,6 +139,6 @@ fi
 # vkconvt itself, editable: the build hook compiles shaders/*.comp into vkconvt/spv/.
 "${pip[@]}" --no-build-isolation --no-deps -e "$here"
 
-rm -f "$venv"/.vkconvt-setup-*
+find "$venv" -maxdepth 1 -name '.vkconvt-setup-*' ! -name ".vkconvt-setup-$stamp_key-*" -delete
 touch "$stamp"
 log "ready: $venv"

@@ -131,8 +131,10 @@ class Device:
         return self.mgr.algorithm(tensors, spirv(op), list(workgroups),
                                   np.asarray(spec, dtype=np.uint32), np.asarray(push, dtype=np.uint32))
 
-    def sequence(self, ops):
-        seq = self.mgr.sequence(0, len(ops) + 1 if self.info.timestamps else 0)
+    def sequence(self, ops, timestamps=False):
+        """A kp sequence with `ops` recorded once. Timestamps are opt-in: Kompute 0.9.0 never
+        resets its query pool (a validation error), so only the benchmark asks for them."""
+        seq = self.mgr.sequence(0, len(ops) + 1 if timestamps and self.info.timestamps else 0)
         for op in ops:
             seq.record(op)
         return seq

@@ -40,7 +40,7 @@ SPEC = {
     "conv_transpose_1d": ("wg", "tc", "tt"),
 }
 DEFAULT_TUNING = {
-    "cpu": {"matmul": (8, 1, 16, 16), "col2im_1d": (64,), "conv_transpose_1d": (8, 8, 16)},
+    "cpu": {"matmul": (8, 1, 8, 8), "col2im_1d": (64,), "conv_transpose_1d": (8, 16, 8)},
     "gpu": {"matmul": (16, 16, 4, 4), "col2im_1d": (64,), "conv_transpose_1d": (64, 4, 4)},
 }
 
@@ -60,6 +60,11 @@ def pack(op, **fields):
 
 def cdiv(a, b):
     return -(-a // b)
+
+
+def batch_slice(arr, b0, b1):
+    """Batches [b0, b1) of a batched operand; the single batch of a broadcast one."""
+    return slice(b0, b1) if arr.shape[0] > 1 else slice(0, 1)
 
 
 def split_grid(grid, limit):
@@ -270,7 +275,7 @@ class VulkanBackend:
                     ops.insert(0, kp.OpTensorSyncDevice(ins))
                 if i == len(flat) - 1 and outs:
                     ops.append(kp.OpTensorSyncLocal(outs))
-            seqs.append(self.dev.sequence(ops))
+            seqs.append(self.dev.sequence(ops, self.collect_timestamps))
         return seqs
 
     # ------------------------------------------------------------------ conv_transpose1d
@@ -282,7 +287,8 @@ class VulkanBackend:
         dev = self.dev
         cap = self.max_buffer_bytes
         col_cap = cap if col_cap is None else min(cap, col_cap)
-        key = ("conv", algorithm, p, cap, col_cap, self.max_groups, tuple(sorted(self.tuning.items())))
+        key = ("conv", algorithm, p, cap, col_cap, self.max_groups, tuple(sorted(self.tuning.items())),
+               self.collect_timestamps)
         with dev.lock:
             plan = dev.cached_plan(key, lambda: self._build_conv(p, algorithm, cap, col_cap))
             xt, wtens, bt, ot = plan.bound[:4]
@@ -423,7 +429,7 @@ class VulkanBackend:
         out = np.empty((batch, m, ncols), dtype=np.float32)
         dev = self.dev
         key = ("matmul", a3.shape[0] > 1, b3.shape[0] > 1, bb, rows, kdim, cols, cap, self.max_groups,
-               self._spec("matmul"))
+               self._spec("matmul"), self.collect_timestamps)
         with dev.lock:
             plan = dev.cached_plan(key, lambda: self._build_matmul(a3.shape[0] > 1, b3.shape[0] > 1,
                                                                    bb, rows, kdim, cols))
@@ -434,10 +440,10 @@ class VulkanBackend:
                 b1 = min(batch, b0 + bb)
                 for r0 in range(0, m, rows):
                     r1 = min(m, r0 + rows)
-                    self._write(at, a3[b0:b1 if a3.shape[0] > 1 else 1, r0:r1])
+                    self._write(at, a3[batch_slice(a3, b0, b1), r0:r1])
                     for c0 in range(0, ncols, cols):
                         c1 = min(ncols, c0 + cols)
-                        self._write(bt, b3[b0:b1 if b3.shape[0] > 1 else 1, :, c0:c1])
+                        self._write(bt, b3[batch_slice(b3, b0, b1), :, c0:c1])
                         shape = (b1 - b0, r1 - r0, c1 - c0)
                         skey = shape
                         seqs = plan.seq_cache.get(skey)
@@ -481,7 +487,7 @@ class VulkanBackend:
         out = np.empty((n, c, l_out), dtype=np.float32)
         dev = self.dev
         key = ("col2im_1d", n, c, k, l_in, stride, padding, dilation, l_out, bias is not None, nb, cc, cap,
-               self.max_groups, self._spec("col2im_1d"))
+               self.max_groups, self._spec("col2im_1d"), self.collect_timestamps)
 
         def build():
             colt = dev.tensor(nb * cc * k * l_in)

@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Run the vkconvt benchmark: the same as `python -m vkconvt bench ...` (see --help)."""
+import argparse
+import sys
+
+from vkconvt import bench
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="scripts/bench.py")
+    bench.add_arguments(parser)
+    return bench.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Shaders are compiled at build time: the script, its failure modes, and the built wheel."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "compile_shaders.py")
+OPS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp")))
+have_glslang = shutil.which("glslangValidator") is not None
+needs_glslang = pytest.mark.skipif(not have_glslang, reason="glslangValidator (Debian glslang-tools) not installed")
+
+
+def test_ops_are_the_three_shaders():
+    assert OPS == ["col2im_1d", "conv_transpose_1d", "matmul"]
+
+
+@needs_glslang
+@pytest.mark.skipif(shutil.which("spirv-val") is None, reason="spirv-val (Debian spirv-tools) not installed")
+def test_compile_and_check(tmp_path):
+    r = subprocess.run([sys.executable, SCRIPT, "--check", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for op in OPS:
+        data = (tmp_path / f"{op}.spv").read_bytes()
+        assert data[:4] == b"\x03\x02\x23\x07", f"{op}.spv is not SPIR-V"
+        assert f"{op}.spv" in r.stdout and "spirv-val ok" in r.stdout
+
+
+@needs_glslang
+def test_broken_shader_fails_with_compiler_message(tmp_path):
+    src = tmp_path / "shaders"
+    shutil.copytree(os.path.join(ROOT, "shaders"), src)
+    with open(src / "col2im_1d.comp", "a") as f:
+        f.write("\nvoid broken( { }\n")
+    r = subprocess.run([sys.executable, SCRIPT, "--shaders", str(src), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "glslangValidator failed on" in r.stderr and "col2im_1d.comp" in r.stderr and "ERROR" in r.stderr
+
+
+def test_missing_compiler_is_a_clear_error(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))
+    env.pop("GLSLANG_VALIDATOR", None)
+    r = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 1
+    assert "glslangValidator not found" in r.stderr and "glslang-tools" in r.stderr
+
+
+@needs_glslang
+def test_wheel_ships_spirv_and_data(tmp_path):
+    """A real build through the pyproject build hook (hatchling), from a copy of the tree whose
+    vkconvt/spv/ is empty: the hook must compile every shader into the wheel."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "spv", "__pycache__", "bench-results",
+                                                              "*.egg-info", "dist", "build"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (whl,) = glob.glob(str(tmp_path / "dist" / "vkconvt-*.whl"))
+    names = zipfile.ZipFile(whl).namelist()
+    for op in OPS:
+        assert f"vkconvt/spv/{op}.spv" in names
+    assert "vkconvt/data/model_layers.json" in names and "vkconvt/data/vk_layer_settings.txt" in names
+
+
+@needs_glslang
+def test_wheel_build_fails_on_a_broken_shader(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "spv", "__pycache__", "bench-results",
+                                                              "*.egg-info", "dist", "build"))
+    with open(src / "shaders" / "matmul.comp", "a") as f:
+        f.write("\nthis is not glsl;\n")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "glslangValidator failed on" in r.stdout + r.stderr and "matmul.comp" in r.stdout + r.stderr

@@ -1,0 +1,117 @@
+"""python -m vkconvt info | demo | bench | explain | tune"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def cmd_info(args):
+    from . import backends, device, env, vkinfo
+    print("vkconvt", __import__("vkconvt").__version__)
+    print("backends:")
+    for row in backends.available():
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        print(f"  {row['name']:7s} {state}")
+    print(f"  default: {backends.resolve_name(None)}"
+          + (f" (VKCONVT_BACKEND={env.default_backend()})" if env.default_backend() else ""))
+    try:
+        devices = vkinfo.list_devices()
+    except vkinfo.VulkanUnavailable as exc:
+        print(f"Vulkan devices: none ({exc})")
+        devices = ()
+    if devices:
+        try:
+            chosen = device.resolve_device(None).index
+        except (ValueError, TypeError, vkinfo.VulkanUnavailable) as exc:
+            chosen = None
+            print(f"VKCONVT_DEVICE is invalid: {exc}")
+        print("Vulkan devices:" + ("" if env.validation_requested() else " (validation layer off; VKCONVT_VALIDATE=1 turns it on)"))
+        for d in devices:
+            mark = "*" if d.index == chosen else " "
+            heaps = ", ".join(f"{size / 2**30:.1f} GiB{' device-local' if local else ''}" for size, local in d.heaps)
+            print(f" {mark}{d.describe()}")
+            print(f"     maxStorageBufferRange {d.max_storage_buffer_range} bytes, maxComputeWorkGroupCount "
+                  f"{d.max_workgroup_count}, maxComputeWorkGroupSize {d.max_workgroup_size}, "
+                  f"maxComputeWorkGroupInvocations {d.max_workgroup_invocations}")
+            print(f"     push constants {d.max_push_constants_size} bytes, shared memory {d.max_shared_memory} bytes, "
+                  f"timestamps {'yes' if d.timestamps else 'no'} ({d.timestamp_period_ns} ns/tick), heaps: {heaps}")
+        print("  (* = the default device: VKCONVT_DEVICE, else discrete > integrated > virtual > CPU)")
+    print("shader modules:")
+    for op in device.OPS:
+        path = device.shader_path(op)
+        size = f"{os.path.getsize(path)} bytes" if os.path.exists(path) else "MISSING"
+        print(f"  {op:18s} {path}  {size}")
+    return 0
+
+
+def cmd_demo(args):
+    """A real HiFi-GAN v1 upsampling layer on the default device, checked against NumPy."""
+    import vkconvt
+    from . import backends
+    from .params import params_from_shapes
+    rng = np.random.default_rng(0)
+    # HiFi-GAN v1 (22.05 kHz), first upsampling layer, one second of audio: 86 mel frames.
+    n, c_in, l_in, c_out, k, stride, pad = 1, 512, 86, 256, 16, 8, 4
+    x = rng.standard_normal((n, c_in, l_in)).astype(np.float32)
+    w = (rng.standard_normal((c_in, c_out, k)) / np.sqrt(c_in * k)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    p, _ = params_from_shapes(x.shape, w.shape, stride, pad, bias=True)
+    name = backends.resolve_name(args.backend)
+    be = backends.get(name, device=args.device)
+    print(f"layer: HiFi-GAN v1 ups[0]  x {x.shape}  weight {w.shape}  stride {stride} padding {pad}  "
+          f"-> out (1, {c_out}, {p.l_out})  {p.flops / 1e6:.0f} MFLOP")
+    print(f"backend: {name}  device: {be.describe()}")
+    ref = vkconvt.conv_transpose1d(x, w, b, stride, pad, backend="numpy", algorithm="direct")
+    rows = []
+    for algo in ("direct", "gemm", "auto"):
+        for bname in ([name] if name == "numpy" else [name, "numpy"]):
+            if bname == "numpy" and algo == "auto":
+                continue
+            f = lambda: vkconvt.conv_transpose1d(x, w, b, stride, pad, algorithm=algo, backend=bname,
+                                                 device=args.device if bname != "numpy" else None)
+            out = f()
+            err = float(np.mean((out - ref) ** 2) / np.mean(ref ** 2))
+            times = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t)
+            med = float(np.median(times))
+            rows.append((bname, algo, med, p.flops / med / 1e9, err, bool(np.isfinite(out).all())))
+    print(f"{'backend':8s} {'algorithm':9s} {'median ms':>10s} {'GFLOP/s':>8s} {'nMSE vs numpy':>14s}")
+    ok = True
+    for bname, algo, med, gf, err, finite in rows:
+        good = finite and err <= 1e-7
+        ok &= good
+        print(f"{bname:8s} {algo:9s} {med * 1e3:10.2f} {gf:8.2f} {err:14.2e}{'' if good else '  WRONG'}")
+    print("result: all outputs agree with the NumPy reference" if ok else "result: MISMATCH")
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m vkconvt", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("info", help="backends, Vulkan devices with their limits, shader modules")
+    d = sub.add_parser("demo", help="run a real layer on the default device, cross-checked with NumPy")
+    d.add_argument("--backend", default=None)
+    d.add_argument("--device", default=None)
+    d.add_argument("--repeat", type=int, default=5)
+    b = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
+    try:
+        from . import bench
+        bench.add_arguments(b)
+    except ImportError:
+        bench = None
+    args = ap.parse_args(argv)
+    if args.cmd == "info":
+        return cmd_info(args)
+    if args.cmd == "demo":
+        return cmd_demo(args)
+    if args.cmd == "bench":
+        if bench is None:
+            print("the benchmark module is not available", file=sys.stderr)
+            return 2
+        return bench.run(args)
+    return 2
