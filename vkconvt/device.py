@@ -12,16 +12,13 @@ import threading
 import numpy as np
 
 from . import env, vkinfo
+from .errors import DeviceOutOfMemory
 
 SPV_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spv")
 OPS = ("matmul", "col2im_1d", "conv_transpose_1d")
 _spirv = {}
 _devices = {}
 _devices_lock = threading.Lock()
-
-
-class DeviceOutOfMemory(MemoryError):
-    """The device could not allocate a buffer."""
 
 
 def shader_path(op):
@@ -87,8 +84,12 @@ class Device:
         self.host_visible = info.type in ("cpu", "integrated-gpu")
         self.tensor_type = kp.TensorTypes.host if self.host_visible else kp.TensorTypes.device
         self.lock = threading.RLock()
+        # The package's own allocation accounting: all tensors, and the gemm workspace apart.
         self.allocated_bytes = 0
         self.peak_bytes = 0
+        self.workspace_bytes = 0
+        self.workspace_peak_bytes = 0
+        self._costs = {}
         self.plans = collections.OrderedDict()
         self.plan_bytes = 0
         self.max_cached_plans = 32
@@ -96,8 +97,9 @@ class Device:
         self._dummy = None
 
     # ------------------------------------------------------------------ tensors
-    def tensor(self, nfloats, dtype=np.float32):
-        """A device tensor of nfloats 4-byte elements, counted in allocated_bytes."""
+    def tensor(self, nfloats, dtype=np.float32, workspace=False):
+        """A device tensor of nfloats 4-byte elements, counted in allocated_bytes (and in
+        workspace_bytes when it is scratch memory such as the gemm column buffer)."""
         nfloats = max(1, int(nfloats))
         nbytes = 4 * nfloats
         if nbytes > self.info.max_storage_buffer_range:
@@ -106,16 +108,24 @@ class Device:
         try:
             t = self.mgr.tensor_t(np.zeros(nfloats, dtype=dtype), self.tensor_type)
         except Exception as exc:  # vk::OutOfDeviceMemoryError and friends
-            raise DeviceOutOfMemory(f"could not allocate {nbytes} bytes on {self.info.name}: {exc}") from exc
+            raise DeviceOutOfMemory(f"could not allocate {nbytes} bytes on {self.info.name} "
+                                    f"({self.allocated_bytes} bytes already held by vkconvt): {exc}",
+                                    needed_bytes=nbytes) from exc
         cost = nbytes if self.host_visible else 2 * nbytes   # staging + device copy
         self.allocated_bytes += cost
         self.peak_bytes = max(self.peak_bytes, self.allocated_bytes)
+        if workspace:
+            self.workspace_bytes += cost
+            self.workspace_peak_bytes = max(self.workspace_peak_bytes, self.workspace_bytes)
+        self._costs[id(t)] = (cost, workspace)
         return t
 
     def release(self, tensors):
         for t in tensors:
-            nbytes = 4 * t.size()
-            self.allocated_bytes -= nbytes if self.host_visible else 2 * nbytes
+            cost, workspace = self._costs.pop(id(t))
+            self.allocated_bytes -= cost
+            if workspace:
+                self.workspace_bytes -= cost
             t.destroy()
 
     def dummy(self):
@@ -125,6 +135,7 @@ class Device:
 
     def reset_peak(self):
         self.peak_bytes = self.allocated_bytes
+        self.workspace_peak_bytes = self.workspace_bytes
 
     # ------------------------------------------------------------------ pipelines and sequences
     def algorithm(self, tensors, op, workgroups, spec, push):

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from .. import device as devmod
-from .. import env
+from ..errors import VkconvtMemoryError, WorkspaceTooSmall
 from ..params import FLOAT_BYTES, output_length
 
 name = "vulkan"
@@ -136,6 +136,9 @@ class Plan:
         dev.release(self.tensors)
 
 
+MIN_CHUNK = 256   # input positions per gemm chunk worth keeping before batch/channels are split
+
+
 def _fits_conv(p, nb, gc, cc, tw, cap, algorithm, col_cap):
     lw = _input_span(p, tw)
     x = nb * gc * p.cig * lw * FLOAT_BYTES
@@ -143,7 +146,12 @@ def _fits_conv(p, nb, gc, cc, tw, cap, algorithm, col_cap):
     o = nb * gc * cc * tw * FLOAT_BYTES
     over = {"x": x > cap, "w": w > cap, "out": o > cap}
     if algorithm == "gemm":
-        over["col"] = nb * gc * cc * p.k * FLOAT_BYTES > min(cap, col_cap)   # one input position
+        # The column buffer holds chunks of input positions: split batch, groups and channels
+        # first, so that chunks stay long (few dispatches); go below MIN_CHUNK positions only
+        # when nothing else is left to split.
+        per_pos = nb * gc * cc * p.k * FLOAT_BYTES
+        budget = min(cap, col_cap)
+        over["col"] = per_pos > budget or (per_pos * min(lw, MIN_CHUNK) > budget and nb * gc * cc > 1)
     return over
 
 
@@ -181,8 +189,14 @@ def conv_geometry(p, cap, algorithm, col_cap=None):
                     tw = val
                 break
         else:
-            raise MemoryError(f"conv_transpose1d {p.tag()}: no split fits {cap} bytes per buffer "
-                              f"(over: {[k for k, v in over.items() if v]})")
+            if over.get("col") and not (over["x"] or over["w"] or over["out"]):
+                need = p.k * FLOAT_BYTES
+                raise WorkspaceTooSmall(
+                    f"conv_transpose1d {p.tag()}: algorithm 'gemm' needs at least {need} bytes of workspace "
+                    f"(one column of K={p.k} floats) but the budget is {col_cap} bytes", need, col_cap)
+            raise VkconvtMemoryError(f"conv_transpose1d {p.tag()}: no split fits {cap} bytes per buffer "
+                                     f"(over: {[k for k, v in over.items() if v]}); pieces are not split over "
+                                     "input channels", budget_bytes=cap)
 
 
 def conv_pieces(p, nb, gc, cc, tw):
@@ -328,23 +342,28 @@ class VulkanBackend:
         nb, gc, cc, tw = conv_geometry(p, cap, algorithm, col_cap)
         pieces = conv_pieces(p, nb, gc, cc, tw)
         lw_max = max(max(pc.lw, 1) for pc in pieces)
-        xt = dev.tensor(nb * gc * p.cig * lw_max)
-        wt = dev.tensor(gc * p.cig * cc * p.k)
-        bt = dev.tensor(p.c_out) if p.bias else dev.dummy()
-        ot = dev.tensor(nb * gc * cc * tw)
-        tensors = [xt, wt, bt, ot]
-        algos, cache = [], {}
+        own, algos, cache = [], [], {}
+
+        def alloc(n, workspace=False):
+            t = dev.tensor(n, workspace=workspace)
+            own.append(t)
+            return t
+
         common = dict(stride=p.stride, padding=p.padding, dilation=p.dilation,
                       k_period=p.stride // math.gcd(p.stride, p.dilation), has_bias=int(p.bias), cog=p.cog)
         workspace = 0
-        col_t = None
-        if algorithm == "gemm":
-            per_pos = nb * gc * cc * p.k * FLOAT_BYTES
-            lchunk = max(1, min(lw_max, col_cap // per_pos))
-            col_t = dev.tensor(nb * gc * cc * p.k * lchunk)
-            tensors.append(col_t)
-            workspace = 4 * col_t.size()
         try:
+            xt = alloc(nb * gc * p.cig * lw_max)
+            wt = alloc(gc * p.cig * cc * p.k)
+            bt = alloc(p.c_out) if p.bias else dev.dummy()
+            ot = alloc(nb * gc * cc * tw)
+            tensors = [xt, wt, bt, ot]
+            if algorithm == "gemm":
+                per_pos = nb * gc * cc * p.k * FLOAT_BYTES
+                lchunk = max(1, min(lw_max, col_cap // per_pos))
+                col_t = alloc(nb * gc * cc * p.k * lchunk, workspace=True)
+                tensors.append(col_t)
+                workspace = 4 * col_t.size()
             for pc in pieces:
                 nbp, gcount, ccp = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0
                 tw_p = pc.t1 - pc.t0
@@ -390,12 +409,11 @@ class VulkanBackend:
                     groups.append(self._dispatches("col2im_1d", [col_t, bt, ot], grid, c_fields, algos, cache))
                     fresh = max(fresh, t_end)
                 pc.seqs = self._seqs(groups, [xt, wt, bt], [ot])
-        except Exception:
+        except BaseException:
             for a in algos:
                 a.destroy()
-            dev.release([t for t in tensors if t is not dev.dummy()])
+            dev.release(own)
             raise
-        own = [t for t in tensors if t is not dev._dummy]
         nbytes = sum(4 * t.size() for t in own)
         return Plan(own, algos, pieces, nbytes, bound=tuple(tensors), workspace_bytes=workspace)
 
@@ -425,7 +443,7 @@ class VulkanBackend:
             elif rows > 1:
                 rows = cdiv(rows, 2)
             else:
-                raise MemoryError(f"matmul: one row of K={kdim} floats exceeds {cap} bytes")
+                raise VkconvtMemoryError(f"matmul: one row of K={kdim} floats exceeds {cap} bytes", 4 * kdim, cap)
         out = np.empty((batch, m, ncols), dtype=np.float32)
         dev = self.dev
         key = ("matmul", a3.shape[0] > 1, b3.shape[0] > 1, bb, rows, kdim, cols, cap, self.max_groups,
@@ -483,7 +501,8 @@ class VulkanBackend:
             elif cc > 1:
                 cc = cdiv(cc, 2)
             else:
-                raise MemoryError(f"col2im_1d: one channel's columns ({k}x{l_in} floats) exceed {cap} bytes")
+                raise VkconvtMemoryError(f"col2im_1d: one channel's columns ({k}x{l_in} floats) exceed {cap} bytes",
+                                         4 * k * l_in, cap)
         out = np.empty((n, c, l_out), dtype=np.float32)
         dev = self.dev
         key = ("col2im_1d", n, c, k, l_in, stride, padding, dilation, l_out, bias is not None, nb, cc, cap,

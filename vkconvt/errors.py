@@ -1,0 +1,19 @@
+"""Exceptions raised by vkconvt beyond plain TypeError/ValueError."""
+
+
+class VkconvtMemoryError(MemoryError):
+    """An algorithm could not run within the memory it has; .needed_bytes and .budget_bytes say
+    how much it wanted and what it had (None where unknown)."""
+
+    def __init__(self, message, needed_bytes=None, budget_bytes=None):
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.budget_bytes = budget_bytes
+
+
+class WorkspaceTooSmall(VkconvtMemoryError):
+    """The workspace budget is smaller than the least the chosen algorithm needs."""
+
+
+class DeviceOutOfMemory(VkconvtMemoryError):
+    """The device could not allocate a buffer."""
