@@ -237,15 +237,22 @@ class VulkanBackend:
     def _spec(self, op):
         return tuple(int(v) for v in self.tuning[op])
 
-    def _dispatches(self, op, tensors, grid, fields, algos, cache):
+    def direct_spec(self, cocount):
+        """(wg, tc, tt) for a direct piece of `cocount` channels per group: no wider channel tile
+        than the channels there are (a depthwise layer would otherwise waste 15/16 of its work)."""
+        wg, tc, tt = self._spec("conv_transpose_1d")
+        return wg, min(tc, 1 << max(0, (cocount - 1).bit_length())), tt
+
+    def _dispatches(self, op, tensors, grid, fields, algos, cache, spec=None):
         """OpAlgoDispatch ops covering `grid`, split to maxComputeWorkGroupCount."""
         kp = self.dev.kp
+        spec = self._spec(op) if spec is None else spec
         out = []
         for base, count in split_grid(grid, self.max_groups):
-            key = (op, tuple(id(t) for t in tensors), count)
+            key = (op, tuple(id(t) for t in tensors), count, spec)
             algo = cache.get(key)
             if algo is None:
-                algo = cache[key] = self.dev.algorithm(tensors, op, count, self._spec(op),
+                algo = cache[key] = self.dev.algorithm(tensors, op, count, spec,
                                                        pack(op, **fields, base_x=0, base_y=0, base_z=0))
                 algos.append(algo)
             out.append(kp.OpAlgoDispatch(algo, pack(op, **fields, base_x=base[0], base_y=base[1],
@@ -370,16 +377,17 @@ class VulkanBackend:
                 lw = max(pc.lw, 1)
                 bias_fields = dict(g0=pc.g0, cocount=ccp, co0=pc.co0, **common)
                 if algorithm == "direct":
-                    tm, tt = self._spec("conv_transpose_1d")[1:]
+                    spec = self.direct_spec(ccp)
+                    wg, tc, tt = spec
                     jmin = (pc.t0 + p.padding) // p.stride
                     jmax = (pc.t1 - 1 + p.padding) // p.stride
                     jblocks = cdiv(jmax - jmin + 1, tt)
-                    cblocks = cdiv(ccp, tm)
-                    wg = self._spec("conv_transpose_1d")[0]
+                    cblocks = cdiv(ccp, tc)
                     grid = (cdiv(p.stride * jblocks, wg), gcount * cblocks, nbp)
                     fields = dict(cig=p.cig, gcount=gcount, K=p.k, lw=lw, lb=pc.lb, tw=tw_p, t0=pc.t0,
                                   jmin=jmin, jblocks=jblocks, cblocks=cblocks, **bias_fields)
-                    ops = self._dispatches("conv_transpose_1d", [xt, wt, bt, ot], grid, fields, algos, cache)
+                    ops = self._dispatches("conv_transpose_1d", [xt, wt, bt, ot], grid, fields, algos, cache,
+                                           spec)
                     pc.seqs = self._seqs([ops], [xt, wt, bt], [ot])
                     continue
                 # gemm: columns for input chunks [lb + q*lchunk, ...), then col2im (accumulate mode)
