@@ -215,6 +215,97 @@ def conv_pieces(p, nb, gc, cc, tw):
     return pieces
 
 
+@dataclass
+class Dispatch:
+    """One logical dispatch: op, grid of workgroups (before splitting to device limits), push
+    constant fields (without base_x/y/z) and specialization constants."""
+    op: str
+    grid: tuple
+    fields: dict
+    spec: tuple
+
+
+@dataclass
+class Schedule:
+    """Everything a conv_transpose1d plan will do, computed without a device: buffer sizes, the
+    pieces and, per piece, its dispatches in order. The Vulkan backend builds from it; the cost
+    model counts work from it."""
+    pieces: list
+    dispatches: list
+    x_floats: int
+    w_floats: int
+    out_floats: int
+    col_floats: int = 0
+    lchunk: int = 0
+
+
+def direct_spec(tuning, cocount):
+    """(wg, tc, tt) for a direct piece of `cocount` channels per group: no wider channel tile
+    than the channels there are (a depthwise layer would otherwise waste 15/16 of its work)."""
+    wg, tc, tt = (int(v) for v in tuning["conv_transpose_1d"])
+    return wg, min(tc, 1 << max(0, (cocount - 1).bit_length())), tt
+
+
+def schedule_conv(p, algorithm, cap, col_cap, tuning):
+    nb, gc, cc, tw = conv_geometry(p, cap, algorithm, col_cap)
+    pieces = conv_pieces(p, nb, gc, cc, tw)
+    lw_max = max(max(pc.lw, 1) for pc in pieces)
+    sched = Schedule(pieces, [], nb * gc * p.cig * lw_max, gc * p.cig * cc * p.k, nb * gc * cc * tw)
+    if algorithm == "gemm":
+        per_pos = nb * gc * cc * p.k * FLOAT_BYTES
+        sched.lchunk = max(1, min(lw_max, min(cap, col_cap) // per_pos))
+        sched.col_floats = nb * gc * cc * p.k * sched.lchunk
+    common = dict(stride=p.stride, padding=p.padding, dilation=p.dilation,
+                  k_period=p.stride // math.gcd(p.stride, p.dilation), has_bias=int(p.bias), cog=p.cog)
+    mm_spec = tuple(int(v) for v in tuning["matmul"])
+    c2i_spec = tuple(int(v) for v in tuning["col2im_1d"])
+    for pc in pieces:
+        nbp, gcount, ccp = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0
+        tw_p = pc.t1 - pc.t0
+        lw = max(pc.lw, 1)
+        bias_fields = dict(g0=pc.g0, cocount=ccp, co0=pc.co0, **common)
+        out = []
+        if algorithm == "direct":
+            spec = direct_spec(tuning, ccp)
+            wg, tc, tt = spec
+            jmin = (pc.t0 + p.padding) // p.stride
+            jmax = (pc.t1 - 1 + p.padding) // p.stride
+            jblocks = cdiv(jmax - jmin + 1, tt)
+            cblocks = cdiv(ccp, tc)
+            fields = dict(cig=p.cig, gcount=gcount, K=p.k, lw=lw, lb=pc.lb, tw=tw_p, t0=pc.t0,
+                          jmin=jmin, jblocks=jblocks, cblocks=cblocks, **bias_fields)
+            out.append(Dispatch("conv_transpose_1d", (cdiv(p.stride * jblocks, wg), gcount * cblocks, nbp),
+                                fields, spec))
+        else:
+            # columns for input chunks [lb + q, lb + q + lchunk), then col2im in accumulate mode:
+            # outputs before `fresh` already hold earlier chunks' sums and are added to.
+            fresh = pc.t0
+            chunks = list(range(0, lw, sched.lchunk))
+            wx, wy, tm, tn = mm_spec
+            for qi, q in enumerate(chunks):
+                lc = min(sched.lchunk, lw - q)
+                m = ccp * p.k
+                mm_fields = dict(M=m, N=lc, K=p.cig, lda=p.cig, ldb=lw, ldc=lc, a_batch_mod=gcount,
+                                 a_batch_stride=m * p.cig, b_batch_stride=p.cig * lw, c_batch_stride=m * lc,
+                                 b_offset=q)
+                out.append(Dispatch("matmul", (cdiv(lc, wx * tn), cdiv(m, wy * tm), nbp * gcount), mm_fields,
+                                    mm_spec))
+                a_l, b_l = pc.lb + q, pc.lb + q + lc
+                touch_lo = a_l * p.stride - p.padding
+                touch_hi = (b_l - 1) * p.stride - p.padding + (p.k - 1) * p.dilation
+                t_begin = max(pc.t0, min(touch_lo, fresh))
+                t_end = pc.t1 if qi == len(chunks) - 1 else min(pc.t1, max(touch_hi + 1, fresh))
+                if t_end <= t_begin:
+                    continue
+                c_fields = dict(C=gcount * ccp, K=p.k, lc=lc, lbase=a_l, tw=tw_p, t0=pc.t0, t_begin=t_begin,
+                                t_count=t_end - t_begin, fresh_from=fresh, **bias_fields)
+                out.append(Dispatch("col2im_1d", (cdiv(t_end - t_begin, c2i_spec[0]), gcount * ccp, nbp),
+                                    c_fields, c2i_spec))
+                fresh = max(fresh, t_end)
+        sched.dispatches.append(out)
+    return sched
+
+
 class VulkanBackend:
     name = name
 
@@ -236,12 +327,6 @@ class VulkanBackend:
     # ------------------------------------------------------------------ helpers
     def _spec(self, op):
         return tuple(int(v) for v in self.tuning[op])
-
-    def direct_spec(self, cocount):
-        """(wg, tc, tt) for a direct piece of `cocount` channels per group: no wider channel tile
-        than the channels there are (a depthwise layer would otherwise waste 15/16 of its work)."""
-        wg, tc, tt = self._spec("conv_transpose_1d")
-        return wg, min(tc, 1 << max(0, (cocount - 1).bit_length())), tt
 
     def _dispatches(self, op, tensors, grid, fields, algos, cache, spec=None):
         """OpAlgoDispatch ops covering `grid`, split to maxComputeWorkGroupCount."""
@@ -346,9 +431,7 @@ class VulkanBackend:
 
     def _build_conv(self, p, algorithm, cap, col_cap):
         dev = self.dev
-        nb, gc, cc, tw = conv_geometry(p, cap, algorithm, col_cap)
-        pieces = conv_pieces(p, nb, gc, cc, tw)
-        lw_max = max(max(pc.lw, 1) for pc in pieces)
+        sched = schedule_conv(p, algorithm, cap, col_cap, self.tuning)
         own, algos, cache = [], [], {}
 
         def alloc(n, workspace=False):
@@ -356,66 +439,19 @@ class VulkanBackend:
             own.append(t)
             return t
 
-        common = dict(stride=p.stride, padding=p.padding, dilation=p.dilation,
-                      k_period=p.stride // math.gcd(p.stride, p.dilation), has_bias=int(p.bias), cog=p.cog)
-        workspace = 0
         try:
-            xt = alloc(nb * gc * p.cig * lw_max)
-            wt = alloc(gc * p.cig * cc * p.k)
+            xt = alloc(sched.x_floats)
+            wt = alloc(sched.w_floats)
             bt = alloc(p.c_out) if p.bias else dev.dummy()
-            ot = alloc(nb * gc * cc * tw)
+            ot = alloc(sched.out_floats)
             tensors = [xt, wt, bt, ot]
             if algorithm == "gemm":
-                per_pos = nb * gc * cc * p.k * FLOAT_BYTES
-                lchunk = max(1, min(lw_max, col_cap // per_pos))
-                col_t = alloc(nb * gc * cc * p.k * lchunk, workspace=True)
-                tensors.append(col_t)
-                workspace = 4 * col_t.size()
-            for pc in pieces:
-                nbp, gcount, ccp = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0
-                tw_p = pc.t1 - pc.t0
-                lw = max(pc.lw, 1)
-                bias_fields = dict(g0=pc.g0, cocount=ccp, co0=pc.co0, **common)
-                if algorithm == "direct":
-                    spec = self.direct_spec(ccp)
-                    wg, tc, tt = spec
-                    jmin = (pc.t0 + p.padding) // p.stride
-                    jmax = (pc.t1 - 1 + p.padding) // p.stride
-                    jblocks = cdiv(jmax - jmin + 1, tt)
-                    cblocks = cdiv(ccp, tc)
-                    grid = (cdiv(p.stride * jblocks, wg), gcount * cblocks, nbp)
-                    fields = dict(cig=p.cig, gcount=gcount, K=p.k, lw=lw, lb=pc.lb, tw=tw_p, t0=pc.t0,
-                                  jmin=jmin, jblocks=jblocks, cblocks=cblocks, **bias_fields)
-                    ops = self._dispatches("conv_transpose_1d", [xt, wt, bt, ot], grid, fields, algos, cache,
-                                           spec)
-                    pc.seqs = self._seqs([ops], [xt, wt, bt], [ot])
-                    continue
-                # gemm: columns for input chunks [lb + q*lchunk, ...), then col2im (accumulate mode)
-                groups = []
-                fresh = pc.t0
-                chunks = list(range(0, lw, lchunk))
-                wx, wy, tmm, tnn = self._spec("matmul")
-                (wgc,) = self._spec("col2im_1d")
-                for qi, q in enumerate(chunks):
-                    lc = min(lchunk, lw - q)
-                    m = ccp * p.k
-                    mm_fields = dict(M=m, N=lc, K=p.cig, lda=p.cig, ldb=lw, ldc=lc, a_batch_mod=gcount,
-                                     a_batch_stride=m * p.cig, b_batch_stride=p.cig * lw, c_batch_stride=m * lc,
-                                     b_offset=q)
-                    grid = (cdiv(lc, wx * tnn), cdiv(m, wy * tmm), nbp * gcount)
-                    groups.append(self._dispatches("matmul", [wt, xt, col_t], grid, mm_fields, algos, cache))
-                    a_l, b_l = pc.lb + q, pc.lb + q + lc
-                    touch_lo = a_l * p.stride - p.padding
-                    touch_hi = (b_l - 1) * p.stride - p.padding + (p.k - 1) * p.dilation
-                    t_begin = max(pc.t0, min(touch_lo, fresh))
-                    t_end = pc.t1 if qi == len(chunks) - 1 else min(pc.t1, max(touch_hi + 1, fresh))
-                    if t_end <= t_begin:
-                        continue
-                    c_fields = dict(C=gcount * ccp, K=p.k, lc=lc, lbase=a_l, tw=tw_p, t0=pc.t0, t_begin=t_begin,
-                                    t_count=t_end - t_begin, fresh_from=fresh, **bias_fields)
-                    grid = (cdiv(t_end - t_begin, wgc), gcount * ccp, nbp)
-                    groups.append(self._dispatches("col2im_1d", [col_t, bt, ot], grid, c_fields, algos, cache))
-                    fresh = max(fresh, t_end)
+                tensors.append(alloc(sched.col_floats, workspace=True))
+            bindings = {"conv_transpose_1d": [xt, wt, bt, ot], "matmul": [wt, xt, tensors[-1]],
+                        "col2im_1d": [tensors[-1], bt, ot]}
+            for pc, dispatches in zip(sched.pieces, sched.dispatches):
+                groups = [self._dispatches(d.op, bindings[d.op], d.grid, d.fields, algos, cache, d.spec)
+                          for d in dispatches]
                 pc.seqs = self._seqs(groups, [xt, wt, bt], [ot])
         except BaseException:
             for a in algos:
@@ -423,7 +459,7 @@ class VulkanBackend:
             dev.release(own)
             raise
         nbytes = sum(4 * t.size() for t in own)
-        return Plan(own, algos, pieces, nbytes, bound=tuple(tensors), workspace_bytes=workspace)
+        return Plan(own, algos, sched.pieces, nbytes, bound=tuple(tensors), workspace_bytes=4 * sched.col_floats)
 
     # ------------------------------------------------------------------ matmul
     def matmul(self, a, b):
