@@ -9,43 +9,99 @@ All return NumPy float32 arrays and accept anything np.asarray takes.
 """
 import numpy as np
 
-from . import backends
-from .params import as_float32, as_int, check_algorithm, check_conv_args, check_hyper, output_length
+from . import backends, planner
+from .errors import DeviceOutOfMemory
+from .params import as_float32, check_algorithm, check_conv_args, check_hyper, output_length
 
 
 def _backend(backend, device):
     return backends.get(backend, device=device)
 
 
-def choose_algorithm(p, algorithm, be):
-    """'auto': gemm when there are many input channels per group and the column buffer is modest,
-    else direct (no workspace). The planner (issue 6) refines this with a cost model."""
-    if algorithm != "auto":
-        return algorithm
-    if getattr(be, "name", "") == "numpy":
-        return "direct"
-    if p.cig >= 16 and p.gemm_column_bytes() <= (256 << 20):
-        return "gemm"
-    return "direct"
-
-
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
-                     algorithm="auto", backend=None, device=None):
+                     algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
     """PyTorch's torch.nn.functional.conv_transpose1d.
 
     x: (N, C_in, L) or unbatched (C_in, L); weight: (C_in, C_out/groups, K); bias: (C_out,) or None.
     Returns (N, C_out, L_out) (or (C_out, L_out) for unbatched x) with
     L_out = (L-1)*stride - 2*padding + dilation*(K-1) + output_padding + 1.
-    algorithm: "auto", "direct" (no workspace) or "gemm" (matmul + col2im_1d, a column buffer of
-    C_out*K*N*L floats, split into chunks to fit the device).
+    algorithm: "auto" (the planner's cost model picks), "direct" (no workspace) or "gemm" (matmul +
+    col2im_1d; its column buffer is chunked over batch and input length to fit max_workspace_bytes).
+    backend: "vulkan", "numpy", "auto" (the planner picks the faster backend) or None (default).
+    device: a Vulkan device index or a substring of its name.
     """
     check_algorithm(algorithm)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
                                                   dilation)
-    be = _backend(backend, device)
-    algo = choose_algorithm(p, algorithm, be)
-    out = be.conv_transpose1d(x, weight, bias, p, algo)
+    out = _run_conv(x, weight, bias, p, algorithm, backend, device, max_workspace_bytes)
     return out if batched else out[0]
+
+
+def _run_conv(x, weight, bias, p, algorithm, backend, device, max_workspace_bytes, weight_token=None, wt=None):
+    plan = planner.make_plan(p, algorithm, backend, device, max_workspace_bytes)
+    if plan.backend == "numpy":
+        return backends.get("numpy").conv_transpose1d(x, weight, bias, p, plan.algorithm)
+    be = backends.get("vulkan", device=device)
+    try:
+        return be.conv_transpose1d(x, weight, bias, p, plan.algorithm, col_cap=plan.max_workspace_bytes,
+                                   weight_token=weight_token, wt=wt)
+    except DeviceOutOfMemory as exc:
+        be.dev.clear()      # give back every cached buffer before anything else
+        if algorithm != "auto":
+            raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: algorithm {plan.algorithm!r} ran out of device "
+                                    f"memory (workspace budget {plan.max_workspace_bytes} bytes; {exc})",
+                                    exc.needed_bytes, plan.max_workspace_bytes) from exc
+        last = exc
+    # auto: retry with ever smaller column chunks, then the direct algorithm (no workspace).
+    retries = []
+    if plan.algorithm == "gemm":
+        cap = plan.max_workspace_bytes // 4
+        while cap >= 4 * p.k * 64:
+            retries.append(("gemm", cap))
+            cap //= 4
+    retries.append(("direct", None))
+    for algo, cap in retries:
+        try:
+            return be.conv_transpose1d(x, weight, bias, p, algo, col_cap=cap, weight_token=weight_token, wt=wt)
+        except DeviceOutOfMemory as exc:
+            be.dev.clear()
+            last = exc
+    raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: out of device memory even with the direct algorithm "
+                            f"({last})", last.needed_bytes, plan.max_workspace_bytes) from last
+
+
+class ConvTranspose1d:
+    """A layer: weights checked once and kept on the device between calls.
+
+        layer = vkconvt.ConvTranspose1d(weight, bias, stride=8, padding=4, device=0)
+        y = layer(x)
+    """
+
+    def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                 algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+        check_algorithm(algorithm)
+        # Own copies: the device keeps these weights, so later edits of the caller's arrays must
+        # not make them stale.
+        self.weight = as_float32("weight", weight).copy()
+        self.bias = None if bias is None else as_float32("bias", bias).copy()
+        self.hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                          dilation=dilation)
+        # Validate now with a one-sample input of the right channels.
+        if self.weight.ndim != 3:
+            raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {self.weight.shape}")
+        check_conv_args(np.zeros((self.weight.shape[0], 1), np.float32), self.weight, self.bias, **self.hyper)
+        self.algorithm, self.backend, self.device = algorithm, backend, device
+        self.max_workspace_bytes = max_workspace_bytes
+        self._token = object()
+        self._wt = None
+
+    def __call__(self, x):
+        x, w, b, p, batched = check_conv_args(x, self.weight, self.bias, **self.hyper)
+        if self._wt is None:
+            self._wt = np.ascontiguousarray(w.reshape(p.groups, p.cig, p.cog, p.k).transpose(0, 2, 3, 1))
+        out = _run_conv(x, w, b, p, self.algorithm, self.backend, self.device, self.max_workspace_bytes,
+                        weight_token=self._token, wt=self._wt)
+        return out if batched else out[0]
 
 
 def matmul(a, b, *, backend=None, device=None):

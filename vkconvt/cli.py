@@ -1,4 +1,4 @@
-"""python -m vkconvt info | demo | bench | explain | tune"""
+"""python -m vkconvt info | demo | explain | tune | bench"""
 import argparse
 import os
 import sys
@@ -90,6 +90,14 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+def _shape(text):
+    try:
+        dims = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers like 1,512,86; got {text!r}")
+    return dims
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m vkconvt", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -98,6 +106,20 @@ def main(argv=None):
     d.add_argument("--backend", default=None)
     d.add_argument("--device", default=None)
     d.add_argument("--repeat", type=int, default=5)
+    e = sub.add_parser("explain", help="print the plan of a conv_transpose1d call (algorithm, chunks, bytes, why)")
+    e.add_argument("--x", required=True, type=_shape, help="input shape, e.g. 1,512,86")
+    e.add_argument("--w", required=True, type=_shape, help="weight shape (C_in, C_out/groups, K), e.g. 512,256,16")
+    for name, default in (("stride", 1), ("padding", 0), ("output-padding", 0), ("groups", 1), ("dilation", 1)):
+        e.add_argument(f"--{name}", type=int, default=default)
+    e.add_argument("--bias", action="store_true")
+    e.add_argument("--algorithm", default="auto")
+    e.add_argument("--backend", default=None, help="vulkan, numpy or auto (pick the faster backend)")
+    e.add_argument("--device", default=None)
+    e.add_argument("--max-workspace", default=None, help="workspace budget in bytes (suffixes K, M, G)")
+    t = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device (~1 min on lavapipe)")
+    t.add_argument("--device", default=None)
+    t.add_argument("--quick", action="store_true", help="a third of the calibration set")
+    t.add_argument("--out", default=None, help="write the fitted model here instead of the user cache")
     b = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
     try:
         from . import bench
@@ -109,6 +131,15 @@ def main(argv=None):
         return cmd_info(args)
     if args.cmd == "demo":
         return cmd_demo(args)
+    if args.cmd == "explain":
+        from .planner import plan
+        print(plan(args.x, args.w, args.stride, args.padding, args.output_padding, args.groups, args.dilation,
+                   bias=args.bias, algorithm=args.algorithm, backend=args.backend, device=args.device,
+                   max_workspace_bytes=args.max_workspace).explain())
+        return 0
+    if args.cmd == "tune":
+        from . import tune
+        return tune.run(args)
     if args.cmd == "bench":
         if bench is None:
             print("the benchmark module is not available", file=sys.stderr)

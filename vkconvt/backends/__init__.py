@@ -6,6 +6,7 @@
 Default: the call's backend=, else VKCONVT_BACKEND, else "vulkan" when a Vulkan device exists,
 else "numpy".
 """
+import functools
 import importlib
 import threading
 
@@ -60,8 +61,9 @@ def resolve_name(name=None):
     return name
 
 
+@functools.lru_cache(maxsize=1)
 def vulkan_reason():
-    """None if the Vulkan backend can start, else why not."""
+    """None if the Vulkan backend can start, else why not (decided once per process)."""
     try:
         mod = _module("vulkan")
         return mod.unavailable_reason()
