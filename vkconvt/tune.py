@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from . import backends, costmodel
+from . import backends, costmodel, timing
 from .params import params_from_shapes
 
 # (N, C_in, C_out, L_in, K, stride, padding, groups): real-layer-like shapes on both sides of the
@@ -26,40 +26,34 @@ CALIBRATION = [
 QUICK = CALIBRATION[::3]
 
 
-def _time(fn, budget_s=0.6, min_reps=2, max_reps=5):
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def calibrate(device=None, shapes=CALIBRATION, log=print):
     be = backends.get("vulkan", device=device)
     nb = backends.get("numpy")
     rng = np.random.default_rng(0)
     budget = be.max_buffer_bytes
     vk_rows, vk_times, np_rows, np_times = [], [], [], []
-    for i, (n, ci, co, l, k, s, pad, g) in enumerate(shapes):
+    problems = []
+    for n, ci, co, l, k, s, pad, g in shapes:
         x = rng.standard_normal((n, ci, l)).astype(np.float32)
         w = rng.standard_normal((ci, co // g, k)).astype(np.float32)
-        p, _ = params_from_shapes(x.shape, w.shape, s, pad, 0, g, 1)
-        line = [f"[{i + 1}/{len(shapes)}] {p.tag():44s}"]
-        for algo in ("direct", "gemm"):
-            t = _time(lambda: be.conv_transpose1d(x, w, None, p, algo, col_cap=budget))
+        problems.append((x, w, params_from_shapes(x.shape, w.shape, s, pad, 0, g, 1)[0]))
+    # Vulkan first, direct and gemm interleaved; NumPy in a pass of its own afterwards, since its
+    # BLAS threads keep spinning after each call and would slow the Vulkan timings on 2 cores.
+    for i, (x, w, p) in enumerate(problems):
+        fns = [lambda a=a: be.conv_transpose1d(x, w, None, p, a, col_cap=budget) for a in ("direct", "gemm")]
+        times = timing.interleaved(fns, budget_s=0.5, min_runs=3, max_runs=9)
+        line = [f"[{i + 1}/{len(problems)}] {p.tag():44s}"]
+        for algo, ts in zip(("direct", "gemm"), times):
             feats, _ = costmodel.vulkan_features(p, algo, be.max_buffer_bytes, budget, be.tuning, be.max_groups)
             vk_rows.append(feats)
-            vk_times.append(t)
-            line.append(f"{algo} {t * 1e3:8.2f} ms")
+            vk_times.append(float(np.median(ts)))
+            line.append(f"{algo} {vk_times[-1] * 1e3:8.2f} ms")
         be.dev.clear()
-        t = _time(lambda: nb.conv_transpose1d(x, w, None, p, "direct"))
-        np_rows.append(costmodel.numpy_features(p))
-        np_times.append(t)
-        line.append(f"numpy {t * 1e3:8.2f} ms")
         log("  ".join(line))
+    for x, w, p in problems:
+        (ts,) = timing.interleaved([lambda: nb.conv_transpose1d(x, w, None, p, "direct")], 0.3, 3, 9)
+        np_rows.append(costmodel.numpy_features(p))
+        np_times.append(float(np.median(ts)))
     vk_coef, vk_fit = costmodel.fit(vk_rows, vk_times, costmodel.VULKAN_FEATURES)
     np_coef, np_fit = costmodel.fit(np_rows, np_times, costmodel.NUMPY_FEATURES)
     from . import __version__

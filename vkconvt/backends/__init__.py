@@ -45,6 +45,15 @@ def _module(name):
 def get(name=None, device=None):
     """The backend object for `name` (default: see module doc) on `device` (Vulkan only)."""
     name = resolve_name(name)
+    if name == "vulkan":
+        # one backend object per physical device, however it was named (0, "0", "llvmpipe", None)
+        from ..device import resolve_device
+        try:
+            device = resolve_device(device).index
+        except Exception as exc:
+            if isinstance(exc, (ValueError, TypeError)):
+                raise
+            raise BackendUnavailable(name, str(exc)) from exc
     key = (name, device)
     with _lock:
         if key not in _instances:

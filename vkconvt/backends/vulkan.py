@@ -316,6 +316,7 @@ class VulkanBackend:
         self.max_buffer_bytes = dev.info.max_storage_buffer_range
         self.max_groups = dev.info.max_workgroup_count
         self.collect_timestamps = False
+        self.last_plan = None       # the device plan of the last call (buffers, pieces, device time)
 
     @property
     def device(self):
@@ -521,6 +522,7 @@ class VulkanBackend:
                             plan.pieces.append(Piece(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, seqs))
                         self._run(seqs)
                         out[b0:b1, r0:r1, c0:c1] = self._read(ct, shape)
+            self.last_plan = plan
         return out if (a.ndim == 3 or b.ndim == 3) else out[0]
 
     def _build_matmul(self, a_batched, b_batched, bb, rows, kdim, cols):
@@ -583,6 +585,7 @@ class VulkanBackend:
                 self._write(colt, col[pc.n0:pc.n1, pc.co0:pc.co1])
                 self._run(pc.seqs)
                 out[pc.n0:pc.n1, pc.co0:pc.co1] = self._read(ot, (pc.n1 - pc.n0, pc.co1 - pc.co0, l_out))
+            self.last_plan = plan
         return out
 
 

@@ -1,0 +1,56 @@
+"""`python -m vkconvt bench --quick` end to end: exit code, output files, metadata, records."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vkconvt import backends
+
+REASON = backends.vulkan_reason()
+META_KEYS = {"device", "device_type", "driver_name", "driver_info", "vulkan_api_version", "cpu_model", "cpu_count",
+             "versions", "git_commit", "date", "command", "validation_layer", "suite", "batch"}
+RECORD_KEYS = {"suite", "kind", "group", "case", "tag", "flops", "impl", "algorithm", "status", "error", "nmse",
+               "runs", "median_s", "min_s", "std_s", "gflops", "device_median_s", "workspace_bytes", "peak_bytes"}
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"Vulkan backend unavailable: {REASON}")
+def test_bench_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vkconvt", "bench", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for name in ("results.json", "results.csv", "summary.md"):
+        assert (tmp_path / name).is_file(), name
+    assert list(tmp_path.glob("*.png"))
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    meta, records = data["metadata"], data["records"]
+    assert META_KEYS <= set(meta)
+    assert meta["validation_layer"] is False
+    assert meta["suite"] == "quick" and "--quick" in meta["command"]
+    assert {"vkconvt", "kp", "numpy", "torch"} <= set(meta["versions"])
+    assert meta["device"] and meta["vulkan_api_version"]
+
+    assert records and all(RECORD_KEYS <= set(r) for r in records)
+    assert {r["kind"] for r in records} == {"model", "sweep", "matmul"}
+    impls = {r["impl"] for r in records}
+    assert {"numpy", "vkconvt-direct", "vkconvt-gemm", "vkconvt-auto", "vkconvt-matmul"} <= impls
+    for r in records:
+        assert r["status"] == "ok", r
+        assert r["nmse"] <= 1e-7 and r["runs"] >= 2 and 0 < r["min_s"] <= r["median_s"]
+    for r in records:
+        if r["impl"] in ("vkconvt-direct", "vkconvt-gemm", "vkconvt-auto"):
+            assert r["peak_bytes"] > 0 and r["workspace_bytes"] is not None
+        if r["impl"] == "vkconvt-gemm":
+            assert r["workspace_bytes"] > 0
+        if r["impl"] == "vkconvt-direct":
+            assert r["workspace_bytes"] == 0
+        if r["impl"] == "vkconvt-auto":
+            assert r["chosen"] in ("direct", "gemm")
+
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(records) and RECORD_KEYS <= set(rows[0])
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| model" in summary and "auto against the faster algorithm" in summary
