@@ -18,6 +18,9 @@ from .errors import WorkspaceTooSmall
 from .params import ConvParams, check_algorithm, params_from_shapes
 
 _global_budget = None
+# auto picks gemm only when it is predicted at least this much faster than the alternatives: direct
+# needs no workspace, and on lavapipe the two are often within the model's error of each other.
+GEMM_MARGIN = 0.10
 
 
 def set_max_workspace_bytes(nbytes):
@@ -196,7 +199,9 @@ def _make_plan(p, algorithm, backend, device, max_workspace_bytes):
             choice, reason = "numpy", f"numpy backend predicted faster ({predicted['numpy'] * 1e3:.2f} ms vs " \
                                       f"{predicted[algorithm] * 1e3:.2f} ms)"
     else:
-        choice = min(predicted, key=predicted.get)
+        # gemm must be predicted clearly faster to be worth its workspace (and the model's error)
+        rank = {k: v * (1 + GEMM_MARGIN) if k == "gemm" else v for k, v in predicted.items()}
+        choice = min(rank, key=rank.get)
         others = [f"{k} {v * 1e3:.2f} ms" for k, v in sorted(predicted.items(), key=lambda kv: kv[1]) if k != choice]
         reason = f"predicted {predicted[choice] * 1e3:.2f} ms, fastest (vs {', '.join(others)})" if others else \
             f"the only algorithm that fits ({'; '.join(infeasible.values())})"

@@ -22,6 +22,10 @@ CALIBRATION = [
     (2, 128, 128, 256, 8, 4, 2, 1), (1, 512, 512, 64, 4, 2, 1, 1), (1, 4, 4, 32768, 2, 2, 0, 1),
     (1, 96, 48, 700, 10, 5, 3, 1), (1, 1024, 1024, 8, 16, 8, 4, 1), (1, 8, 8, 256, 64, 32, 16, 1),
     (1, 64, 32, 8192, 4, 2, 1, 1), (1, 128, 128, 96, 2, 2, 0, 128),
+    (1, 1024, 512, 48, 16, 8, 4, 1), (1, 768, 384, 200, 16, 8, 4, 1), (1, 256, 128, 1000, 10, 5, 0, 1),
+    (1, 384, 192, 2000, 4, 2, 1, 1), (1, 192, 96, 3000, 8, 4, 2, 1), (1, 48, 24, 8000, 4, 2, 1, 1),
+    (1, 96, 96, 3000, 12, 2, 0, 96), (1, 512, 256, 200, 12, 6, 0, 1), (1, 2048, 1024, 20, 16, 8, 4, 1),
+    (1, 256, 64, 512, 16, 2, 0, 1),
 ]
 QUICK = CALIBRATION[::3]
 
@@ -41,7 +45,7 @@ def calibrate(device=None, shapes=CALIBRATION, log=print):
     # BLAS threads keep spinning after each call and would slow the Vulkan timings on 2 cores.
     for i, (x, w, p) in enumerate(problems):
         fns = [lambda a=a: be.conv_transpose1d(x, w, None, p, a, col_cap=budget) for a in ("direct", "gemm")]
-        times = timing.interleaved(fns, budget_s=0.5, min_runs=3, max_runs=9)
+        times = timing.interleaved(fns, budget_s=1.0, min_runs=5, max_runs=15)
         line = [f"[{i + 1}/{len(problems)}] {p.tag():44s}"]
         for algo, ts in zip(("direct", "gemm"), times):
             feats, _ = costmodel.vulkan_features(p, algo, be.max_buffer_bytes, budget, be.tuning, be.max_groups)
