@@ -27,7 +27,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---------------------------------------------------------------- Debian packages
 debs=(glslang-tools spirv-tools mesa-vulkan-drivers libvulkan-dev libvulkan1 vulkan-tools
-      vulkan-validationlayers libfmt-dev pybind11-dev cmake g++ python3-venv)
+      vulkan-validationlayers libfmt-dev pybind11-dev cmake g++ python3-venv python3-dev)
 
 missing_debs() {
   local p
