@@ -79,7 +79,7 @@ class ConvPlan:
     def explain(self):
         p = self.params
         lines = [f"conv_transpose1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP",
-                 f"backend {self.backend}" + (f" (chosen by backend='auto')" if self.auto_backend else "")
+                 f"backend {self.backend}" + (" (chosen by backend='auto')" if self.auto_backend else "")
                  + (f"; Vulkan device {self.device}" if self.device else "")
                  + f"; workspace budget {_fmt_bytes(self.max_workspace_bytes)}",
                  f"{'candidate':10s} {'predicted':>11s} {'workspace':>11s} {'unchunked':>11s}  chunking"]

@@ -9,7 +9,7 @@ import ctypes.util
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 from . import env
 

@@ -8,9 +8,8 @@ sequence; sequences evaluated in order are correctly ordered). Plans are cached 
 shape, so a repeated call only copies data in, evaluates pre-recorded sequences and copies out.
 """
 import math
+import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
-
 import numpy as np
 
 from .. import device as devmod
@@ -93,7 +92,7 @@ def unavailable_reason():
     if not devices:
         return "the Vulkan loader reports no device (Debian: apt-get install mesa-vulkan-drivers)"
     for op in devmod.OPS:
-        if not __import__("os").path.exists(devmod.shader_path(op)):
+        if not os.path.exists(devmod.shader_path(op)):
             return f"SPIR-V module {devmod.shader_path(op)} is missing (run scripts/compile_shaders.py)"
     return None
 
@@ -126,10 +125,12 @@ class Plan:
     workspace_bytes: int = 0        # the gemm column buffer (0 for direct)
     weight_token: object = None
     last_device_ns: float = 0.0
+    algo_cache: dict = field(default_factory=dict)   # (op, tensors, grid, spec) -> kp algorithm
+    seq_cache: dict = field(default_factory=dict)    # matmul: piece shape -> its sequences
 
     def destroy(self, dev):
-        for p in self.pieces:
-            for s in p.seqs:
+        for seqs in [p.seqs for p in self.pieces] + list(self.seq_cache.values()):
+            for s in seqs:
                 s.destroy()
         for a in self.algorithms:
             a.destroy()
@@ -408,7 +409,6 @@ class VulkanBackend:
             device_ns = 0.0
             for pc in plan.pieces:
                 nb, gcount, cc = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0
-                lw = max(pc.lw, 1)
                 xs = x[pc.n0:pc.n1, pc.g0 * p.cig:pc.g1 * p.cig, pc.lb:pc.lb + pc.lw]
                 if pc.lw == 0:
                     xs = np.zeros((nb, gcount * p.cig, 1), dtype=np.float32)
@@ -496,9 +496,8 @@ class VulkanBackend:
         with dev.lock:
             plan = dev.cached_plan(key, lambda: self._build_matmul(a3.shape[0] > 1, b3.shape[0] > 1,
                                                                    bb, rows, kdim, cols))
-            at, bt, ct = plan.tensors
+            at, bt, ct = plan.bound
             wx, wy, tm, tn = self._spec("matmul")
-            cache = plan.cache
             for b0 in range(0, batch, bb):
                 b1 = min(batch, b0 + bb)
                 for r0 in range(0, m, rows):
@@ -508,8 +507,7 @@ class VulkanBackend:
                         c1 = min(ncols, c0 + cols)
                         self._write(bt, b3[batch_slice(b3, b0, b1), :, c0:c1])
                         shape = (b1 - b0, r1 - r0, c1 - c0)
-                        skey = shape
-                        seqs = plan.seq_cache.get(skey)
+                        seqs = plan.seq_cache.get(shape)
                         if seqs is None:
                             mr, nc = r1 - r0, c1 - c0
                             fields = dict(M=mr, N=nc, K=kdim, lda=kdim, ldb=nc, ldc=nc,
@@ -517,9 +515,9 @@ class VulkanBackend:
                                           b_batch_stride=kdim * nc if b3.shape[0] > 1 else 0,
                                           c_batch_stride=mr * nc, b_offset=0)
                             grid = (cdiv(nc, wx * tn), cdiv(mr, wy * tm), b1 - b0)
-                            ops = self._dispatches("matmul", [at, bt, ct], grid, fields, plan.algorithms, cache)
-                            seqs = plan.seq_cache[skey] = self._seqs([ops], [at, bt], [ct])
-                            plan.pieces.append(Piece(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, seqs))
+                            ops = self._dispatches("matmul", [at, bt, ct], grid, fields, plan.algorithms,
+                                                   plan.algo_cache)
+                            seqs = plan.seq_cache[shape] = self._seqs([ops], [at, bt], [ct])
                         self._run(seqs)
                         out[b0:b1, r0:r1, c0:c1] = self._read(ct, shape)
             self.last_plan = plan
@@ -530,9 +528,7 @@ class VulkanBackend:
         at = dev.tensor((bb if a_batched else 1) * rows * kdim)
         bt = dev.tensor((bb if b_batched else 1) * kdim * cols)
         ct = dev.tensor(bb * rows * cols)
-        plan = Plan([at, bt, ct], [], [], 4 * (at.size() + bt.size() + ct.size()))
-        plan.cache, plan.seq_cache = {}, {}
-        return plan
+        return Plan([at, bt, ct], [], [], 4 * (at.size() + bt.size() + ct.size()), bound=(at, bt, ct))
 
     # ------------------------------------------------------------------ col2im_1d
     def col2im_1d(self, col, stride, padding, dilation, output_padding, bias):
@@ -561,7 +557,6 @@ class VulkanBackend:
             own = [colt, ot] + ([bt] if bias is not None else [])
             plan = Plan(own, [], [], 4 * sum(t.size() for t in own))
             plan.bound = (colt, bt, ot)
-            plan.cache = {}
             for n0 in range(0, n, nb):
                 for c0 in range(0, c, cc):
                     nbp, ccp = min(n, n0 + nb) - n0, min(c, c0 + cc) - c0
@@ -571,7 +566,7 @@ class VulkanBackend:
                                   cocount=c, cog=0, co0=c0)
                     (wg,) = self._spec("col2im_1d")
                     ops = self._dispatches("col2im_1d", [colt, bt, ot], (cdiv(l_out, wg), ccp, nbp), fields,
-                                           plan.algorithms, plan.cache)
+                                           plan.algorithms, plan.algo_cache)
                     plan.pieces.append(Piece(n0, n0 + nbp, 0, 0, c0, c0 + ccp, 0, l_out, 0, l_in,
                                              self._seqs([ops], [colt, bt], [ot])))
             return plan
