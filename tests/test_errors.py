@@ -39,7 +39,13 @@ ERRORS = [
     ("bias_dtype", dict(bias=np.array(["a", "b", "c"])), TypeError, r"bias must have a real numeric dtype"),
     ("algorithm_unknown", dict(algorithm="fft"), ValueError, r"algorithm must be one of auto, direct, gemm; got 'fft'"),
     ("backend_unknown", dict(backend="cuda"), ValueError, r"unknown backend 'cuda'; valid backends: vulkan, numpy"),
+    ("budget_list", dict(max_workspace_bytes=[1]), TypeError, r"max_workspace_bytes must be an int number of bytes, got \[1\]"),
+    ("budget_zero", dict(max_workspace_bytes=0), ValueError, r"max_workspace_bytes must be positive, got 0"),
+    ("budget_text", dict(max_workspace_bytes="lots"), ValueError, r"max_workspace_bytes must be a byte count .* got 'lots'"),
 ]
+if backends.vulkan_reason() is None:
+    ERRORS.append(("device_list", dict(device=[0]), TypeError,
+                   r"device must be an index or a substring of a device name, got \[0\]"))
 
 
 class Exploding:
@@ -52,7 +58,7 @@ class Exploding:
 
 @pytest.mark.parametrize("kw,exc,pattern", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
 def test_conv_errors(kw, exc, pattern, monkeypatch):
-    if "backend" not in kw:
+    if "backend" not in kw and "device" not in kw:
         monkeypatch.setattr(backends, "get", lambda *a, **k: Exploding())
     call = dict(x=X, weight=W, bias=None)
     call.update(kw)

@@ -150,11 +150,16 @@ _plans = collections.OrderedDict()
 def make_plan(p, algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
     """The ConvPlan for ConvParams p (see module doc); cached, since every call asks for one."""
     check_algorithm(algorithm)
-    key = (p, algorithm, backend, env.default_backend(), device, env.default_device(), max_workspace_bytes,
-           _global_budget, os.environ.get("VKCONVT_MAX_WORKSPACE"))
+    # Check what the key is made of first, so a bad argument gets its own clear message.
+    if backend != "auto":
+        backends.resolve_name(backend)
+    if max_workspace_bytes is not None:
+        max_workspace_bytes = _check_budget(max_workspace_bytes)
+    key = (p, algorithm, backend, env.default_backend(), max_workspace_bytes, _global_budget,
+           os.environ.get("VKCONVT_MAX_WORKSPACE"))
     if backend != "numpy" and backends.vulkan_reason() is None:
         be = backends.get("vulkan", device=device)
-        key += (be.max_buffer_bytes, be.max_groups, tuple(sorted(be.tuning.items())),
+        key += (be.device.index, be.max_buffer_bytes, be.max_groups, tuple(sorted(be.tuning.items())),
                 id(costmodel.load(be.device)[0]))
     hit = _plans.get(key)
     if hit is not None:
@@ -203,8 +208,13 @@ def _make_plan(p, algorithm, backend, device, max_workspace_bytes):
         rank = {k: v * (1 + GEMM_MARGIN) if k == "gemm" else v for k, v in predicted.items()}
         choice = min(rank, key=rank.get)
         others = [f"{k} {v * 1e3:.2f} ms" for k, v in sorted(predicted.items(), key=lambda kv: kv[1]) if k != choice]
-        reason = f"predicted {predicted[choice] * 1e3:.2f} ms, fastest (vs {', '.join(others)})" if others else \
-            f"the only algorithm that fits ({'; '.join(infeasible.values())})"
+        if not others:
+            reason = f"the only algorithm that fits ({'; '.join(infeasible.values())})"
+        elif min(predicted, key=predicted.get) == choice:
+            reason = f"predicted {predicted[choice] * 1e3:.2f} ms, fastest (vs {', '.join(others)})"
+        else:
+            reason = (f"predicted {predicted[choice] * 1e3:.2f} ms; gemm's {predicted['gemm'] * 1e3:.2f} ms is within "
+                      f"the {GEMM_MARGIN:.0%} margin that would justify its workspace")
         if choice == "gemm" and ws["gemm"] < unchunked["gemm"]:
             reason += f"; column buffer chunked to fit the {_fmt_bytes(budget)} budget"
     plan = ConvPlan(p, "numpy" if choice == "numpy" else name, be.device.describe(), algorithm,
