@@ -97,3 +97,18 @@ def test_col2im_1d(shape, kw, backend, algorithm, with_bias):
         ref = ref + bias[None, :, None]
     ref = ref if col.ndim == 4 else ref[0]
     assert_close(vkconvt.col2im_1d(col, **kw, bias=bias, backend=backend), ref)
+
+
+@pytest.mark.parametrize("backend,algorithm", [p for p in backend_params() if p.values[1] == "auto"])
+def test_threads_share_a_device(backend, algorithm):
+    """Calls from several threads at once (the device serialises them) all give the right answer."""
+    from concurrent.futures import ThreadPoolExecutor
+    cases = [c for c in CASES if c.l < 1000 and c.k < 1000][:8]
+
+    def run(case):
+        x, w, b = case.inputs()
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend=backend)
+        return out, vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy")
+    with ThreadPoolExecutor(4) as pool:
+        for out, ref in pool.map(run, cases * 3):
+            assert_close(out, ref)

@@ -10,6 +10,7 @@ VKCONVT_MAX_WORKSPACE, else a quarter of the device's largest device-local memor
 """
 import collections
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -145,6 +146,7 @@ def _vulkan_candidates(p, be, budget, requested):
 
 
 _plans = collections.OrderedDict()
+_plans_lock = threading.Lock()
 
 
 def make_plan(p, algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
@@ -161,14 +163,16 @@ def make_plan(p, algorithm="auto", backend=None, device=None, max_workspace_byte
         be = backends.get("vulkan", device=device)
         key += (be.device.index, be.max_buffer_bytes, be.max_groups, tuple(sorted(be.tuning.items())),
                 id(costmodel.load(be.device)[0]))
-    hit = _plans.get(key)
-    if hit is not None:
-        _plans.move_to_end(key)
-        return hit
+    with _plans_lock:
+        hit = _plans.get(key)
+        if hit is not None:
+            _plans.move_to_end(key)
+            return hit
     plan = _make_plan(p, algorithm, backend, device, max_workspace_bytes)
-    _plans[key] = plan
-    if len(_plans) > 512:
-        _plans.popitem(last=False)
+    with _plans_lock:
+        _plans[key] = plan
+        if len(_plans) > 512:
+            _plans.popitem(last=False)
     return plan
 
 
