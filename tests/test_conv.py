@@ -23,8 +23,8 @@ def test_reference_matches_torch(case, algorithm):
     assert_close(out, torch_ref(case, x, w, b), tol=1e-10)
 
 
-@pytest.mark.parametrize("backend,algorithm", backend_params())
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("backend,algorithm", backend_params())
 def test_conv_transpose_1d(case, backend, algorithm):
     x, w, b = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="direct", backend="numpy")
@@ -46,8 +46,8 @@ HAND = [
 ]
 
 
-@pytest.mark.parametrize("backend,algorithm", backend_params())
 @pytest.mark.parametrize("name,x,w,b,kw,expected", HAND, ids=[h[0] for h in HAND])
+@pytest.mark.parametrize("backend,algorithm", backend_params())
 def test_hand_checked(name, x, w, b, kw, expected, backend, algorithm):
     out = vkconvt.conv_transpose1d(np.array(x, np.float32), np.array(w, np.float32),
                                    None if b is None else np.array(b, np.float32), **kw,
