@@ -42,30 +42,25 @@ def _run_conv(x, weight, bias, p, algorithm, backend, device, max_workspace_byte
     if plan.backend == "numpy":
         return backends.get("numpy").conv_transpose1d(x, weight, bias, p, plan.algorithm)
     be = backends.get("vulkan", device=device)
-    try:
-        return be.conv_transpose1d(x, weight, bias, p, plan.algorithm, col_cap=plan.max_workspace_bytes,
-                                   weight_token=weight_token, wt=wt)
-    except DeviceOutOfMemory as exc:
-        be.dev.clear()      # give back every cached buffer before anything else
-        if algorithm != "auto":
-            raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: algorithm {plan.algorithm!r} ran out of device "
-                                    f"memory (workspace budget {plan.max_workspace_bytes} bytes; {exc})",
-                                    exc.needed_bytes, plan.max_workspace_bytes) from exc
-        last = exc
-    # auto: retry with ever smaller column chunks, then the direct algorithm (no workspace).
-    retries = []
-    if plan.algorithm == "gemm":
+    # The planned call first; for auto, after running out of device memory, ever smaller column
+    # chunks and then the direct algorithm (no workspace).
+    attempts = [(plan.algorithm, plan.max_workspace_bytes)]
+    if algorithm == "auto":
         cap = plan.max_workspace_bytes // 4
-        while cap >= 4 * p.k * 64:
-            retries.append(("gemm", cap))
+        while plan.algorithm == "gemm" and cap >= 4 * p.k * 64:
+            attempts.append(("gemm", cap))
             cap //= 4
-    retries.append(("direct", None))
-    for algo, cap in retries:
+        attempts.append(("direct", None))
+    for algo, cap in attempts:
         try:
             return be.conv_transpose1d(x, weight, bias, p, algo, col_cap=cap, weight_token=weight_token, wt=wt)
         except DeviceOutOfMemory as exc:
-            be.dev.clear()
+            be.dev.clear()      # give back every cached buffer before anything else
             last = exc
+    if algorithm != "auto":
+        raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: algorithm {plan.algorithm!r} ran out of device "
+                                f"memory (workspace budget {plan.max_workspace_bytes} bytes; {last})",
+                                last.needed_bytes, plan.max_workspace_bytes) from last
     raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: out of device memory even with the direct algorithm "
                             f"({last})", last.needed_bytes, plan.max_workspace_bytes) from last
 
@@ -98,7 +93,7 @@ class ConvTranspose1d:
     def __call__(self, x):
         x, w, b, p, batched = check_conv_args(x, self.weight, self.bias, **self.hyper)
         if self._wt is None:
-            self._wt = np.ascontiguousarray(w.reshape(p.groups, p.cig, p.cog, p.k).transpose(0, 2, 3, 1))
+            self._wt = p.gemm_weight(w)
         out = _run_conv(x, w, b, p, self.algorithm, self.backend, self.device, self.max_workspace_bytes,
                         weight_token=self._token, wt=self._wt)
         return out if batched else out[0]

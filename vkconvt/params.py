@@ -81,6 +81,11 @@ class ConvParams:
         l_in = self.l_in if l_in is None else l_in
         return self.c_out * self.k * n * l_in * FLOAT_BYTES
 
+    def gemm_weight(self, weight):
+        """The gemm path's A operand: weight (C_in, C_out/groups, K) as (groups, C_out/groups, K,
+        C_in/groups), contiguous; row (co, k) of group g is the column entry's weights."""
+        return np.ascontiguousarray(weight.reshape(self.groups, self.cig, self.cog, self.k).transpose(0, 2, 3, 1))
+
     def io_bytes(self):
         return FLOAT_BYTES * (self.n * self.c_in * self.l_in + self.c_in * self.cog * self.k
                               + self.n * self.c_out * self.l_out + (self.c_out if self.bias else 0))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from . import backends, costmodel, env
+from .backends import vulkan
 from .errors import WorkspaceTooSmall
 from .params import ConvParams, check_algorithm, params_from_shapes
 
@@ -117,13 +118,9 @@ def workspace_bytes(x_shape, weight_shape, stride=1, padding=0, output_padding=0
     if max_workspace_bytes is None:
         return {"direct": 0, "gemm": full}
     budget = _check_budget(max_workspace_bytes)
-    tuning = vkb_default_tuning()
-    sched = costmodel.vkb.schedule_conv(p, "gemm", budget, budget, tuning)
+    # The column buffer's size does not depend on tile sizes: any device type's defaults will do.
+    sched = vulkan.schedule_conv(p, "gemm", budget, budget, vulkan.DEFAULT_TUNING["gpu"])
     return {"direct": 0, "gemm": 4 * sched.col_floats}
-
-
-def vkb_default_tuning():
-    return dict(costmodel.vkb.DEFAULT_TUNING["gpu"])
 
 
 def _vulkan_candidates(p, be, budget, requested):

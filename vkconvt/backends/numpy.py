@@ -48,7 +48,7 @@ def conv_transpose1d(x, weight, bias, p, algorithm="auto"):
     xg, wg = _grouped(x, weight, p)
     if algorithm == "gemm":
         # A: (G, Cog*K, Cig) · x: (N, G, Cig, L) -> columns (N, G, Cog*K, L) -> col2im.
-        a = np.ascontiguousarray(wg.transpose(0, 2, 3, 1).reshape(p.groups, p.cog * p.k, p.cig))
+        a = p.gemm_weight(weight).reshape(p.groups, p.cog * p.k, p.cig)
         col = np.matmul(a, xg).reshape(p.n, p.c_out, p.k, p.l_in)
         return col2im_1d(col, p.stride, p.padding, p.dilation, p.output_padding, bias)
     # direct: one batched product per tap, added into the output positions the tap reaches.

@@ -401,7 +401,7 @@ class VulkanBackend:
             plan = dev.cached_plan(key, lambda: self._build_conv(p, algorithm, cap, col_cap))
             xt, wtens, bt, ot = plan.bound[:4]
             if algorithm == "gemm" and wt is None:
-                wt = np.ascontiguousarray(weight.reshape(p.groups, p.cig, p.cog, p.k).transpose(0, 2, 3, 1))
+                wt = p.gemm_weight(weight)
             single_w = len({(pc.g0, pc.g1, pc.co0, pc.co1) for pc in plan.pieces}) == 1
             if bias is not None and (weight_token is None or plan.weight_token != weight_token):
                 self._write(bt, bias)
