@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from vkconvt import bench
+from vkconvt.bench import cli as bench
 
 
 def main(argv=None):

@@ -5,8 +5,12 @@
     python scripts/compile_shaders.py --check    # compile, then validate each module with spirv-val
 
 A missing tool, a failed compile or any compiler message (warnings included) is an error.
-Files are written atomically, so a reader never sees half a module.
+Files are written atomically, so a reader never sees half a module. Each run also writes
+manifest.json beside the modules: every module's size and SHA-256, which vkconvt checks before it
+loads a module (vkconvt/shaders.py), so a damaged module is reported, never run.
 """
+import hashlib
+import json
 import argparse
 import glob
 import os
@@ -64,6 +68,20 @@ def validate(spv):
         raise ShaderBuildError(f"spirv-val rejected {spv}:\n{proc.stdout}{proc.stderr}")
 
 
+def write_manifest(outputs, out_dir, validated):
+    entries = {}
+    for spv in outputs:
+        with open(spv, "rb") as f:
+            data = f.read()
+        entries[os.path.basename(spv)] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                          "spirv_val": validated}
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=out_dir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(entries, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(out_dir, "manifest.json"))
+    return os.path.join(out_dir, "manifest.json")
+
+
 def compile_all(shader_dir=SHADER_DIR, out_dir=OUT_DIR, check=False):
     sources = sorted(glob.glob(os.path.join(shader_dir, "*.comp")))
     if not sources:
@@ -73,6 +91,7 @@ def compile_all(shader_dir=SHADER_DIR, out_dir=OUT_DIR, check=False):
     if check:
         for spv in outputs:
             validate(spv)
+    write_manifest(outputs, out_dir, check)
     return outputs
 
 

@@ -28,4 +28,4 @@ class ShaderBuildHook(BuildHookInterface):
         compiled = compiler.compile_all(os.path.join(self.root, "shaders"), out_dir)
         self.app.display_info(f"vkconvt: compiled {len(compiled)} shaders into {out_dir}")
         build_data.setdefault("artifacts", []).extend(
-            f"vkconvt/spv/{os.path.basename(p)}" for p in compiled)
+            [f"vkconvt/spv/{os.path.basename(p)}" for p in compiled] + ["vkconvt/spv/manifest.json"])

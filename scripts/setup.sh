@@ -106,34 +106,45 @@ fi
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" 'numpy<2' 'hatchling>=1.18' editables wheel
 
-# Kompute 0.9.0: sdist only on PyPI. Build it once against Debian's Vulkan, fmt and pybind11.
+# Kompute 0.9.0: sdist only on PyPI. Build it once against Debian's Vulkan, fmt and pybind11, with
+# two patches (the local version label +vkconvt1 names them):
+#   * kp 0.9.0's setup.py glues '-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON' to the next
+#     argument (a missing comma), so CMake never gets PYTHON_EXECUTABLE and may pick another
+#     Python (with pyenv: a python3.6 shim): the comma is restored.
+#   * kp.Manager keeps a reference to every tensor, algorithm and sequence it ever made until its
+#     C++ clear(), which the Python binding does not expose, so a long-running process grows with
+#     every sequence it records: the binding gets Manager.clear() (vkconvt calls it when it has one).
 kp_ver=0.9.0
+kp_build="$kp_ver+vkconvt1"
 wheels="$cache/wheels"
 mkdir -p "$wheels"
 pyver="$("$venv/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-if ! ls "$wheels"/kp-$kp_ver-"$pyver"-*.whl >/dev/null 2>&1; then
+if ! ls "$wheels"/kp-"$kp_build"-"$pyver"-*.whl >/dev/null 2>&1; then
   log "building kp==$kp_ver from its sdist (about 2 minutes, once; cached in $wheels)"
   "${pip[@]}" cmake 2>/dev/null || true
   tmp="$(mktemp -d)"
-  # kp 0.9.0's setup.py glues '-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON' to the next
-  # argument (a missing comma), so CMake never gets PYTHON_EXECUTABLE and may pick another
-  # Python (with pyenv: a python3.6 shim). Build from the sdist with that comma restored.
   "$venv/bin/python" -m pip download -q --no-deps --no-binary :all: -d "$tmp" "kp==$kp_ver"
   tar -xzf "$tmp"/kp-$kp_ver.tar.gz -C "$tmp"
-  sed -i "s/^\( *'-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON'\)\$/\1,/" "$tmp/kp-$kp_ver/setup.py"
-  grep -q "VERSION_CHECK=ON'," "$tmp/kp-$kp_ver/setup.py" || { log "could not patch kp's setup.py"; exit 1; }
+  src="$tmp/kp-$kp_ver"
+  sed -i "s/^\( *'-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON'\)\$/\1,/" "$src/setup.py"
+  sed -i "s/version='$kp_ver',/version='$kp_build',/" "$src/setup.py"
+  sed -i 's|^\( *\)\.def("destroy", &kp::Manager::destroy, DOC(kp, Manager, destroy))|&\n\1.def("clear", \&kp::Manager::clear, "Forget destroyed tensors, algorithms and sequences")|' \
+    "$src/python/src/main.cpp"
+  grep -q "VERSION_CHECK=ON'," "$src/setup.py" && grep -q "version='$kp_build'" "$src/setup.py" \
+    && grep -q 'def("clear", &kp::Manager::clear' "$src/python/src/main.cpp" \
+    || { log "could not patch kp's sources"; exit 1; }
   KOMPUTE_OPT_INSTALL=OFF KOMPUTE_OPT_USE_BUILT_IN_VULKAN_HEADER=OFF \
   KOMPUTE_OPT_USE_BUILT_IN_FMT=OFF KOMPUTE_OPT_USE_BUILT_IN_PYBIND11=OFF \
   KOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$venv/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$tmp" "$tmp/kp-$kp_ver"
+    "$venv/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$tmp" "$src"
   mv "$tmp"/kp-*.whl "$wheels"/
   rm -rf "$tmp"
 fi
-"${pip[@]}" --no-deps "$(ls "$wheels"/kp-$kp_ver-"$pyver"-*.whl | head -n1)"
+"${pip[@]}" --no-deps "$(ls "$wheels"/kp-"$kp_build"-"$pyver"-*.whl | head -n1)"
 
 if [ "$with_test" = 1 ]; then
   # torch is only the independent oracle for tests and the benchmark (CPU build).
-  "${pip[@]}" 'numpy<2' pytest tqdm matplotlib 'torch==2.13.0'
+  "${pip[@]}" 'numpy<2' pytest tqdm matplotlib 'torch==2.13.0' ruff
 fi
 
 # vkconvt itself, editable: the build hook compiles shaders/*.comp into vkconvt/spv/.

@@ -7,4 +7,5 @@ bash "$here/scripts/setup.sh" --test
 # The package is installed editable: recompile the shaders so an edited .comp is what runs.
 "$venv/bin/python" "$here/scripts/compile_shaders.py" --check
 cd "$here"
+"$venv/bin/python" -m ruff check vkconvt scripts tests      # the linter (settings: pyproject.toml)
 exec "$venv/bin/python" -m pytest tests "$@"

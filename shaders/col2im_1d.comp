@@ -1,61 +1,59 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// op "col2im_1d": the gather form of col2im for a 1-D transposed convolution. Each invocation owns
-// one output element out[n, c, t] and sums the column entries that land on it (no atomics):
-//     out[n, c, t] (+)= sum over taps k with t = l*stride - padding + k*dilation of col[n, c, k, l]
-// Only the taps that can land are visited: k steps by k_period = stride / gcd(stride, dilation).
-// Chunking: col holds input positions [lbase, lbase + lc) only; out holds output positions
-// [t0, t0 + tw) of the whole output. Outputs t >= fresh_from are written (bias + sum), outputs
-// t < fresh_from are accumulated (+= sum): that is the accumulate mode the chunked gemm path uses.
+// kernel "col2im_1d": the gather form of col2im for a transposed convolution, on one piece-local
+// problem (vkconvt/schedule.py folds the large offsets on the host). Each invocation owns one output
+// element out[n, c, i] and sums the column entries that land on it (no atomics):
+//     out[n, c, i] (+)= sum over q < K, m < lc with i + pad == m*s + q*d of col[n, c, q, m]
+// for i in [i_begin, i_begin + i_count). Only the taps of the output's phase that land on one of
+// the lc columns are visited (their range is computed). Outputs i >= fresh_from are written
+// (bias + sum); outputs i < fresh_from already hold an earlier column chunk's sum and are added to:
+// the accumulate mode of the chunked gemm path.
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 
-layout(std430, binding = 0) readonly buffer BufCol { float col[]; };  // (nb, C, K, lc)
-layout(std430, binding = 1) readonly buffer BufBias { float bias[]; };  // (C_out,) of the whole layer, or (1,) unused
-layout(std430, binding = 2) buffer BufOut { float outp[]; };         // (nb, C, tw)
+layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (nb, C, K, lc)
+layout(std430, binding = 1) readonly buffer BufBias { float bias[]; };  // (C,) or (1,) unused
+layout(std430, binding = 2) buffer BufOut { float outp[]; };            // (nb, C, tw)
 
 layout(push_constant) uniform Push {
-    uint C; uint K; uint lc; uint lbase;
-    uint stride; uint padding; uint dilation; uint k_period;
-    uint tw; uint t0; uint t_begin; uint t_count; uint fresh_from;
-    uint has_bias; uint g0; uint cocount; uint cog; uint co0;
-    uint base_x; uint base_y; uint base_z;
+    uint C; uint K; uint lc; uint tw; uint i_begin; uint i_count; uint fresh_from; uint has_bias;
+    uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
+    uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "phase.glsl"
 
-void main() {
-    const uint i = GLOBAL_X;
-    const uint c = GROUP_Y;
-    const uint n = GROUP_Z;
-    if (i >= pc.t_count) return;
-    const uint t = pc.t_begin + i;
-    const int u = int(t + pc.padding);            // = l*stride + k*dilation
-    const int s = int(pc.stride), d = int(pc.dilation);
-    const int lo = int(pc.lbase), hi = int(pc.lbase + pc.lc);
-
-    // first tap whose contribution lands on t: (u - k*d) divisible by s
-    int k = 0;
-    for (; k < int(pc.k_period) && k < int(pc.K); ++k) {
-        if (u - k * d < 0) { k = int(pc.K); break; }
-        if ((u - k * d) % s == 0) break;
-    }
-    if (k == int(pc.k_period)) k = int(pc.K);      // no tap of this phase exists
+void group(uvec3 G) {
+    const uint li = G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
+    if (li >= pc.i_count) return;
+    const uint i = pc.i_begin + li;
+    const uint c = G.y;
+    const uint n = G.z;
+    const int u = int(i) + pc.pad;                // = m*s + q*d
+    const int r = posmod(u, int(pc.s));
+    const int J = (u - r) / int(pc.s);
 
     float acc = 0.0;
-    const uint row = (n * pc.C + c) * pc.K;
-    for (; k < int(pc.K); k += int(pc.k_period)) {
-        const int v = u - k * d;
-        if (v < 0) break;                          // later taps reach even earlier inputs
-        const int l = v / s;
-        if (l < lo) break;
-        if (l < hi) acc += col[(row + uint(k)) * pc.lc + uint(l - lo)];
+    uint q_r; int c_r, nu;
+    if (phase_taps(r, pc.K, q_r, c_r, nu)) {
+        const int P = int(pc.d / pc.gdiv);
+        // tap q_r + v*kp reads column m = J - c_r - v*P, which must lie in [0, lc)
+        const int v_lo = max(0, ceildiv(J - c_r - int(pc.lc) + 1, P));
+        const int v_hi = min(nu - 1, floordiv(J - c_r, P));
+        const uint row = (n * pc.C + c) * pc.K;
+        for (int v = v_lo; v <= v_hi; ++v) {
+            const uint q = q_r + uint(v) * pc.kp;
+            acc += col[(row + q) * pc.lc + uint(J - c_r - v * P)];
+        }
     }
 
-    const uint idx = (n * pc.C + c) * pc.tw + (t - pc.t0);
-    if (t >= pc.fresh_from) {
-        outp[idx] = acc + (pc.has_bias != 0u ? bias[BIAS_CHANNEL(c)] : 0.0);
+    const uint idx = (n * pc.C + c) * pc.tw + i;
+    if (i >= pc.fresh_from) {
+        outp[idx] = acc + (pc.has_bias != 0u ? bias[c] : 0.0);
     } else {
         outp[idx] += acc;
     }
 }
+
+VKCONVT_MAIN

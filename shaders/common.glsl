@@ -1,14 +1,33 @@
-// Shared by every vkconvt shader. All push constants are 32-bit unsigned, in the order the host
-// packs them (vkconvt/backends/vulkan.py: PUSH[<op>]). base_x/base_y/base_z are workgroup offsets
-// so one logical grid larger than maxComputeWorkGroupCount can be dispatched in several parts.
+// Shared by every vkconvt shader. All push constants are 32-bit, in the order of the host's kernel
+// table (vkconvt/kernels.py: KERNELS[<name>].push); `int` fields are two's complement.
+//
+// Grid-stride dispatch: the host dispatches a fixed 1-D grid of workgroups per pipeline (so one
+// pipeline serves every problem size) and passes the logical grid (grid_x, grid_y, grid_z) in the
+// push constants; each workgroup walks the logical workgroups it owns. Shaders implement
+// `void group(uvec3 G)` for one logical workgroup G and end with VKCONVT_MAIN.
+#define VKCONVT_MAIN                                                                          \
+    void main() {                                                                             \
+        const uint nxy = pc.grid_x * pc.grid_y;                                               \
+        const uint total = nxy * pc.grid_z;                                                   \
+        for (uint it = gl_WorkGroupID.x; it < total; it += gl_NumWorkGroups.x)                \
+            group(uvec3(it % pc.grid_x, (it / pc.grid_x) % pc.grid_y, it / nxy));             \
+    }
 
-// The workgroup id of this invocation in the whole logical grid.
-#define GROUP_X (gl_WorkGroupID.x + pc.base_x)
-#define GROUP_Y (gl_WorkGroupID.y + pc.base_y)
-#define GROUP_Z (gl_WorkGroupID.z + pc.base_z)
-#define GLOBAL_X (GROUP_X * gl_WorkGroupSize.x + gl_LocalInvocationID.x)
-#define GLOBAL_Y (GROUP_Y * gl_WorkGroupSize.y + gl_LocalInvocationID.y)
+// Floor division and a non-negative remainder for signed ints (GLSL's / and % truncate).
+int floordiv(int a, int b) { return (a >= 0) ? a / b : -((-a + b - 1) / b); }
+int ceildiv(int a, int b) { return -floordiv(-a, b); }
+int posmod(int a, int b) { return a - floordiv(a, b) * b; }
 
-// Bias of a piece's channel c: the piece holds `gcount` groups of `cocount` channels, starting at
-// group g0 and, inside each group, at channel co0 of the group's cog channels.
-#define BIAS_CHANNEL(c) ((pc.g0 + (c) / pc.cocount) * pc.cog + pc.co0 + (c) % pc.cocount)
+// (a * b) mod m without 64-bit arithmetic, for m < 2**31 (double and add).
+uint mulmod(uint a, uint b, uint m) {
+    uint r = 0u;
+    a %= m;
+    b %= m;
+    while (b != 0u) {
+        if ((b & 1u) != 0u) { r += a; if (r >= m) r -= m; }
+        a += a;
+        if (a >= m) a -= m;
+        b >>= 1;
+    }
+    return r;
+}

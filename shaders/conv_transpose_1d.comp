@@ -1,83 +1,94 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// op "conv_transpose_1d": the direct kernel, no workspace.
-//     out[n, g*cocount + o, t] = bias + sum_{ci, k: t = l*stride - padding + k*dilation} x[n, g*Cig + ci, l] * w[g*Cig + ci, o, k]
-// Phase split: outputs t with the same phase r = (t + padding) mod stride are reached by the same
-// taps k (k*dilation = r mod stride), from consecutive inputs. An invocation computes TT outputs of
-// one phase (t = (j0 + jj)*stride + r - padding) for TC output channels, visiting only the taps
-// that land: its work is C_in·K·L_in per output channel, not C_in·K·L_out. Each loaded input feeds
-// TC multiply-adds and each loaded weight TT.
-// Chunking: x holds input positions [lb, lb + lw), out holds output positions [t0, t0 + tw).
+// kernel "conv_transpose_1d": the portable direct kernel (no workspace), on one piece-local problem
+//     out[n, g*cog + o, i] = bias[g*cog + o] + sum over ci < cig, m < lw, q < K with i + pad == m*s + q*d
+//                            of x[n, g*cig + ci, m] * w[g*cig + ci, o, q]
+// (vkconvt/schedule.py folds every large offset on the host; all indices here fit 32 bits).
+// Phase split: outputs with the same phase r = (i + pad) mod s are reached by the same taps, from
+// consecutive inputs. A logical invocation computes TT outputs of one phase, i = i0 + j*s, for TC
+// output channels; i0 < min(s, tw) is the phase's first output, so an output window narrower than
+// the stride costs no idle phases. Only the taps that land on an input are visited (their range is
+// computed, not searched), and a tap is never multiplied by a position that is not an input.
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 layout(constant_id = 1) const uint TC = 4;   // output channels per invocation
 layout(constant_id = 2) const uint TT = 4;   // outputs (of one phase) per invocation
 
-layout(std430, binding = 0) readonly buffer BufX { float x[]; };      // (nb, gcount*Cig, lw)
-layout(std430, binding = 1) readonly buffer BufW { float w[]; };      // (gcount*Cig, cocount, K)
-layout(std430, binding = 2) readonly buffer BufBias { float bias[]; };  // (C_out,) or (1,) unused
-layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; }; // (nb, gcount*cocount, tw)
+layout(std430, binding = 0) readonly buffer BufX { float x[]; };        // (nb, G*cig, lw)
+layout(std430, binding = 1) readonly buffer BufW { float w[]; };        // (G*cig, cog, K)
+layout(std430, binding = 2) readonly buffer BufBias { float bias[]; };  // (G*cog,) or (1,) unused
+layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; };  // (nb, G*cog, tw)
 
 layout(push_constant) uniform Push {
-    uint cig; uint gcount; uint K; uint lw; uint lb;
-    uint stride; uint padding; uint dilation; uint k_period;
-    uint tw; uint t0; uint jmin; uint jblocks; uint cblocks;
-    uint has_bias; uint g0; uint cocount; uint cog; uint co0;
-    uint base_x; uint base_y; uint base_z;
+    uint cig; uint K; uint lw; uint tw;
+    uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
+    uint nrep; uint jblocks; uint cblocks; uint cog; uint has_bias;
+    uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "phase.glsl"
 
-void main() {
-    const uint gx = GLOBAL_X;                     // (phase r, j-block)
-    if (gx >= pc.stride * pc.jblocks) return;
-    const uint r = gx / pc.jblocks;
-    const uint j0 = pc.jmin + (gx % pc.jblocks) * TT;
-    const uint g = GROUP_Y / pc.cblocks;          // group inside the piece
-    const uint o0 = (GROUP_Y % pc.cblocks) * TC;  // first output channel inside the group
-    const uint n = GROUP_Z;
+void group(uvec3 G) {
+    const uint gx = G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
+    if (gx >= pc.nrep * pc.jblocks) return;
+    const uint i0 = gx / pc.jblocks;               // first output of this phase
+    const uint jb = gx % pc.jblocks;
+    const uint ngroups = pc.grid_y / pc.cblocks;
+    const uint g = G.y / pc.cblocks;
+    const uint o0 = (G.y % pc.cblocks) * TC;
+    const uint n = G.z;
+    const uint cnt = (pc.tw - 1u - i0) / pc.s + 1u;  // outputs i0 + j*s < tw
+    if (jb * TT >= cnt) return;
+    const int r = posmod(int(i0) + pc.pad, int(pc.s));
+    const int J = (int(i0) + pc.pad - r) / int(pc.s) + int(jb * TT);
 
     float acc[TC][TT];
     for (uint i = 0; i < TC; ++i)
         for (uint jj = 0; jj < TT; ++jj) acc[i][jj] = 0.0;
 
-    uint wrow[TC];
-    for (uint i = 0; i < TC; ++i) wrow[i] = min(o0 + i, pc.cocount - 1) * pc.K;
-
-    const int lw = int(pc.lw);
-    // first tap of this phase: k*dilation = r (mod stride)
-    uint k = 0;
-    while (k < pc.k_period && k < pc.K && ((k * pc.dilation) % pc.stride) != r) ++k;
-    if (k == pc.k_period) k = pc.K;               // no tap of this phase exists
-    for (; k < pc.K; k += pc.k_period) {
-        // taps of phase r read inputs l = j - m, m = (k*dilation - r) / stride
-        const int lstart = int(j0) - int((k * pc.dilation - r) / pc.stride) - int(pc.lb);
-        if (lstart >= lw) continue;
-        if (lstart + int(TT) <= 0) break;         // later taps only reach earlier inputs
-        for (uint ci = 0; ci < pc.cig; ++ci) {
-            const uint xrow = ((n * pc.gcount + g) * pc.cig + ci) * pc.lw;
-            float xv[TT];
-            for (uint jj = 0; jj < TT; ++jj) {
-                const int l = lstart + int(jj);
-                xv[jj] = (l >= 0 && l < lw) ? x[xrow + uint(l)] : 0.0;
+    uint q_r; int c_r, nu;
+    if (phase_taps(r, pc.K, q_r, c_r, nu)) {
+        const int P = int(pc.d / pc.gdiv);
+        const int lw = int(pc.lw);
+        // tap u reads input m = J + jj - c_r - u*P: keep the taps where some jj lands in [0, lw)
+        const int u_lo = max(0, ceildiv(J - c_r - lw + 1, P));
+        const int u_hi = min(nu - 1, floordiv(J + int(TT) - 1 - c_r, P));
+        uint wrow[TC];
+        for (uint i = 0; i < TC; ++i) wrow[i] = min(o0 + i, pc.cog - 1u) * pc.K;
+        for (int u = u_lo; u <= u_hi; ++u) {
+            const uint q = q_r + uint(u) * pc.kp;
+            const int m0 = J - c_r - u * P;
+            for (uint ci = 0; ci < pc.cig; ++ci) {
+                const uint xrow = ((n * ngroups + g) * pc.cig + ci) * pc.lw;
+                float xv[TT];
+                bool live[TT];
+                for (uint jj = 0; jj < TT; ++jj) {
+                    const int m = m0 + int(jj);
+                    live[jj] = m >= 0 && m < lw;
+                    xv[jj] = live[jj] ? x[xrow + uint(m)] : 0.0;
+                }
+                const uint wbase = (g * pc.cig + ci) * pc.cog * pc.K + q;
+                float wv[TC];
+                for (uint i = 0; i < TC; ++i) wv[i] = w[wbase + wrow[i]];
+                for (uint i = 0; i < TC; ++i)
+                    for (uint jj = 0; jj < TT; ++jj)
+                        acc[i][jj] += live[jj] ? wv[i] * xv[jj] : 0.0;
             }
-            const uint wbase = (g * pc.cig + ci) * pc.cocount * pc.K + k;
-            float wv[TC];
-            for (uint i = 0; i < TC; ++i) wv[i] = w[wbase + wrow[i]];
-            for (uint i = 0; i < TC; ++i)
-                for (uint jj = 0; jj < TT; ++jj) acc[i][jj] = fma(wv[i], xv[jj], acc[i][jj]);
         }
     }
 
     for (uint i = 0; i < TC; ++i) {
         const uint o = o0 + i;
-        if (o >= pc.cocount) break;
-        const uint c = g * pc.cocount + o;
-        const float bv = pc.has_bias != 0u ? bias[BIAS_CHANNEL(c)] : 0.0;
-        const uint obase = (n * pc.gcount * pc.cocount + c) * pc.tw;
+        if (o >= pc.cog) break;
+        const uint c = g * pc.cog + o;
+        const float bv = pc.has_bias != 0u ? bias[c] : 0.0;
+        const uint obase = (n * ngroups * pc.cog + c) * pc.tw + i0;
         for (uint jj = 0; jj < TT; ++jj) {
-            const int t = int((j0 + jj) * pc.stride + r) - int(pc.padding);
-            if (t >= int(pc.t0) && t < int(pc.t0 + pc.tw)) outp[obase + uint(t) - pc.t0] = acc[i][jj] + bv;
+            const uint j = jb * TT + jj;
+            if (j < cnt) outp[obase + j * pc.s] = acc[i][jj] + bv;
         }
     }
 }
+
+VKCONVT_MAIN

@@ -1,6 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// op "matmul": C[b] = A[b % a_batch_mod] · B[b], float32, row-major, any M, N, K.
+// kernel "matmul": C[b] = A[b % a_batch_mod] · B[b], float32, row-major, any M, N, K.
 // Register blocked: each invocation computes a TM x TN tile of C, so every loaded element of A
 // feeds TN multiply-adds and every element of B feeds TM (what llvmpipe rewards).
 // Out-of-range rows/columns load a clamped (valid) address and are not stored.
@@ -18,15 +18,15 @@ layout(push_constant) uniform Push {
     uint lda; uint ldb; uint ldc;
     uint a_batch_mod; uint a_batch_stride; uint b_batch_stride; uint c_batch_stride;
     uint b_offset;
-    uint base_x; uint base_y; uint base_z;
+    uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
 
-void main() {
-    const uint col0 = GLOBAL_X * TN;
-    const uint row0 = GLOBAL_Y * TM;
-    const uint batch = GROUP_Z;
+void group(uvec3 G) {
+    const uint col0 = (G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x) * TN;
+    const uint row0 = (G.y * gl_WorkGroupSize.y + gl_LocalInvocationID.y) * TM;
+    const uint batch = G.z;
     if (row0 >= pc.M || col0 >= pc.N) return;
 
     const uint a_base = (batch % pc.a_batch_mod) * pc.a_batch_stride;
@@ -59,3 +59,5 @@ void main() {
         }
     }
 }
+
+VKCONVT_MAIN

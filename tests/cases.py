@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vkconvt import backends
+from vkconvt.metrics import nmse
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,6 @@ def backend_params():
         for algo in ALGORITHMS:
             out.append(pytest.param(row["name"], algo, id=f"{row['name']}-{algo}", marks=marks))
     return out
-
-
-def nmse(out, ref):
-    """Normalised mean squared error (after the caller's NaN/inf check)."""
-    ref = np.asarray(ref, dtype=np.float64)
-    den = float(np.mean(ref ** 2))
-    return float(np.mean((np.asarray(out, dtype=np.float64) - ref) ** 2) / (den if den > 0 else 1.0))
 
 
 def assert_close(out, ref, tol=1e-7):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import vkconvt
-from vkconvt import backends
+from vkconvt import backends, kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VULKAN = backends.vulkan_reason()
@@ -27,7 +27,7 @@ def test_available_lists_every_backend():
 
 
 def test_unknown_backend_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown backend 'metal'; valid backends: vulkan, numpy"):
+    with pytest.raises(ValueError, match=r"unknown backend 'metal'; valid backends: vulkan, numpy, auto"):
         backends.get("metal")
 
 
@@ -36,8 +36,10 @@ def test_env_default_backend(monkeypatch):
     assert backends.resolve_name(None) == "numpy"
     assert backends.resolve_name("vulkan") == "vulkan"          # the call's argument wins
     monkeypatch.setenv("VKCONVT_BACKEND", "nope")
-    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+    with pytest.raises(ValueError, match=r"VKCONVT_BACKEND='nope' is not a backend; valid backends: vulkan, numpy, auto"):
         backends.resolve_name(None)
+    monkeypatch.setenv("VKCONVT_BACKEND", "auto")          # the same names as backend=
+    assert backends.resolve_name(None) in ("vulkan", "numpy")
 
 
 def test_default_is_vulkan_when_a_device_exists(monkeypatch):
@@ -98,7 +100,8 @@ def test_info_command():
     r = subprocess.run([sys.executable, "-m", "vkconvt", "info"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "numpy   available" in r.stdout
-    for op in ("matmul", "col2im_1d", "conv_transpose_1d"):
-        assert f"{op}.spv" in r.stdout and "MISSING" not in r.stdout
+    for name in kernels.KERNELS:
+        assert name in r.stdout
+    assert "UNUSABLE" not in r.stdout
     if VULKAN is None:
         assert "maxStorageBufferRange" in r.stdout and "*[" in r.stdout

@@ -1,23 +1,22 @@
-"""The public ops: validate, choose the algorithm, hand to a backend.
+"""The public ops: validate, plan, hand the plan to a backend.
 
     conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     *, algorithm="auto", backend=None, device=None)
+                     *, algorithm="auto", backend=None, device=None, max_workspace_bytes=None)
     matmul(a, b)
     col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None)
+    ConvTranspose1d(weight, bias=None, stride=1, ...)   a layer that keeps its weights on the device
 
-All return NumPy float32 arrays and accept anything np.asarray takes.
+All accept anything np.asarray takes and return NumPy float32 arrays; given CPU torch.Tensors they
+return a torch.Tensor in the first tensor's floating dtype (vkconvt/interop.py; torch is never
+imported by vkconvt itself).
 """
-import numpy as np
-
 from . import backends, planner
-from .errors import DeviceOutOfMemory
-from .params import as_float32, check_algorithm, check_conv_args, check_hyper, output_length
+from .interop import tensor_io
+from .params import (Weights, as_float32, check_algorithm, check_conv_args, check_host_memory, check_hyper,
+                     check_layer_args, output_length)
 
 
-def _backend(backend, device):
-    return backends.get(backend, device=device)
-
-
+@tensor_io("x", "weight", "bias")
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
     """PyTorch's torch.nn.functional.conv_transpose1d.
@@ -33,36 +32,16 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     check_algorithm(algorithm)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
                                                   dilation)
-    out = _run_conv(x, weight, bias, p, algorithm, backend, device, max_workspace_bytes)
+    out = run_conv(p, x, Weights(weight, bias), algorithm, backend, device, max_workspace_bytes)
     return out if batched else out[0]
 
 
-def _run_conv(x, weight, bias, p, algorithm, backend, device, max_workspace_bytes, weight_token=None, wt=None):
+def run_conv(p, x, weights, algorithm, backend, device, max_workspace_bytes):
+    """Plan (cached) and run one validated call."""
+    check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
     plan = planner.make_plan(p, algorithm, backend, device, max_workspace_bytes)
-    if plan.backend == "numpy":
-        return backends.get("numpy").conv_transpose1d(x, weight, bias, p, plan.algorithm)
-    be = backends.get("vulkan", device=device)
-    # The planned call first; for auto, after running out of device memory, ever smaller column
-    # chunks and then the direct algorithm (no workspace).
-    attempts = [(plan.algorithm, plan.max_workspace_bytes)]
-    if algorithm == "auto":
-        cap = plan.max_workspace_bytes // 4
-        while plan.algorithm == "gemm" and cap >= 4 * p.k * 64:
-            attempts.append(("gemm", cap))
-            cap //= 4
-        attempts.append(("direct", None))
-    for algo, cap in attempts:
-        try:
-            return be.conv_transpose1d(x, weight, bias, p, algo, col_cap=cap, weight_token=weight_token, wt=wt)
-        except DeviceOutOfMemory as exc:
-            be.dev.clear()      # give back every cached buffer before anything else
-            last = exc
-    if algorithm != "auto":
-        raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: algorithm {plan.algorithm!r} ran out of device "
-                                f"memory (workspace budget {plan.max_workspace_bytes} bytes; {last})",
-                                last.needed_bytes, plan.max_workspace_bytes) from last
-    raise DeviceOutOfMemory(f"conv_transpose1d {p.tag()}: out of device memory even with the direct algorithm "
-                            f"({last})", last.needed_bytes, plan.max_workspace_bytes) from last
+    be = backends.get(plan.backend, device=device if plan.backend == "vulkan" else None)
+    return be.conv_transpose1d(plan, x, weights)
 
 
 class ConvTranspose1d:
@@ -70,35 +49,46 @@ class ConvTranspose1d:
 
         layer = vkconvt.ConvTranspose1d(weight, bias, stride=8, padding=4, device=0)
         y = layer(x)
+    Every argument is checked when the layer is made (the backend and device too).
     """
 
+    @tensor_io("weight", "bias", wrap_result=False)
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                  algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
         check_algorithm(algorithm)
-        # Own copies: the device keeps these weights, so later edits of the caller's arrays must
-        # not make them stale.
-        self.weight = as_float32("weight", weight).copy()
-        self.bias = None if bias is None else as_float32("bias", bias).copy()
         self.hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
                           dilation=dilation)
-        # Validate now with a one-sample input of the right channels.
-        if self.weight.ndim != 3:
-            raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {self.weight.shape}")
-        check_conv_args(np.zeros((self.weight.shape[0], 1), np.float32), self.weight, self.bias, **self.hyper)
+        weight, bias = check_layer_args(weight, bias, **self.hyper)
+        # Own copies: the device keeps these weights, so later edits of the caller's arrays must
+        # not make them stale.
+        weight, bias = weight.copy(), None if bias is None else bias.copy()
+        if max_workspace_bytes is not None:
+            max_workspace_bytes = planner.check_budget(max_workspace_bytes)
+        name = backends.requested(backend)
+        if backends.resolve_name(name) == "vulkan":
+            backends.get("vulkan", device=device)       # a bad device fails here, not at the first call
+        elif device is not None:
+            raise ValueError(f"device={device!r} needs the Vulkan backend; the layer's backend is {name or 'numpy'!r}")
+        self.weights = Weights(weight, bias, keep=True)
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
-        self._token = object()
-        self._wt = None
 
+    @property
+    def weight(self):
+        return self.weights.weight
+
+    @property
+    def bias(self):
+        return self.weights.bias
+
+    @tensor_io("x")
     def __call__(self, x):
-        x, w, b, p, batched = check_conv_args(x, self.weight, self.bias, **self.hyper)
-        if self._wt is None:
-            self._wt = p.gemm_weight(w)
-        out = _run_conv(x, w, b, p, self.algorithm, self.backend, self.device, self.max_workspace_bytes,
-                        weight_token=self._token, wt=self._wt)
+        x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper)
+        out = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device, self.max_workspace_bytes)
         return out if batched else out[0]
 
 
+@tensor_io("a", "b")
 def matmul(a, b, *, backend=None, device=None):
     """a (M, K) or (B, M, K) times b (K, N) or (B, K, N) -> float32; a 2-D operand is broadcast
     over the other's batch."""
@@ -115,9 +105,12 @@ def matmul(a, b, *, backend=None, device=None):
     for nm, arr in (("a", a), ("b", b)):
         if 0 in arr.shape:
             raise ValueError(f"{nm} has an empty dimension: shape {arr.shape}")
-    return _backend(backend, device).matmul(a, b)
+    batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
+    check_host_memory("the result of matmul", 4 * batch * a.shape[-2] * b.shape[-1])
+    return backends.get(backend, device=device).matmul(a, b)
 
 
+@tensor_io("col", "bias")
 def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None, *, backend=None, device=None):
     """The second half of the gemm algorithm, as a public op.
 
@@ -142,7 +135,8 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
                          f"padding={padding}, dilation={dilation}, output_padding={output_padding})")
     if bias is not None:
         bias = as_float32("bias", bias)
-        if bias.shape != (c,):
+        if bias.ndim != 1 or bias.shape != (c,):
             raise ValueError(f"bias must have shape (C,) = ({c},); got shape {bias.shape}")
-    out = _backend(backend, device).col2im_1d(col4, stride, padding, dilation, output_padding, bias)
+    check_host_memory(f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})", 4 * n * c * l_out)
+    out = backends.get(backend, device=device).col2im_1d(col4, stride, padding, dilation, output_padding, bias)
     return out if batched else out[0]

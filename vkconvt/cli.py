@@ -1,21 +1,22 @@
 """python -m vkconvt info | demo | explain | tune | bench"""
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
 
 def cmd_info(args):
-    from . import backends, device, env, vkinfo
+    from . import backends, device, env, kernels, shaders, vkinfo
     print("vkconvt", __import__("vkconvt").__version__)
     print("backends:")
     for row in backends.available():
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
         print(f"  {row['name']:7s} {state}")
-    print(f"  default: {backends.resolve_name(None)}"
-          + (f" (VKCONVT_BACKEND={env.default_backend()})" if env.default_backend() else ""))
+    try:
+        default = backends.resolve_name(None)
+        print(f"  default: {default}" + (f" (VKCONVT_BACKEND={env.default_backend()})" if env.default_backend() else ""))
+    except ValueError as exc:
+        print(f"  default: none: {exc}")
     try:
         devices = vkinfo.list_devices()
     except vkinfo.VulkanUnavailable as exc:
@@ -27,7 +28,8 @@ def cmd_info(args):
         except (ValueError, TypeError, vkinfo.VulkanUnavailable) as exc:
             chosen = None
             print(f"VKCONVT_DEVICE is invalid: {exc}")
-        print("Vulkan devices:" + ("" if env.validation_requested() else " (validation layer off; VKCONVT_VALIDATE=1 turns it on)"))
+        layer = "" if env.validation_requested() else " (validation layer off; VKCONVT_VALIDATE=1 turns it on)"
+        print("Vulkan devices:" + layer)
         for d in devices:
             mark = "*" if d.index == chosen else " "
             heaps = ", ".join(f"{size / 2**30:.1f} GiB{' device-local' if local else ''}" for size, local in d.heaps)
@@ -36,20 +38,33 @@ def cmd_info(args):
                   f"{d.max_workgroup_count}, maxComputeWorkGroupSize {d.max_workgroup_size}, "
                   f"maxComputeWorkGroupInvocations {d.max_workgroup_invocations}")
             print(f"     push constants {d.max_push_constants_size} bytes, shared memory {d.max_shared_memory} bytes, "
+                  f"subgroup size {d.subgroup_size} ({', '.join(d.subgroup_ops) or 'no operations'}), "
                   f"timestamps {'yes' if d.timestamps else 'no'} ({d.timestamp_period_ns} ns/tick), heaps: {heaps}")
         print("  (* = the default device: VKCONVT_DEVICE, else discrete > integrated > virtual > CPU)")
-    print("shader modules:")
-    for op in device.OPS:
-        path = device.shader_path(op)
-        size = f"{os.path.getsize(path)} bytes" if os.path.exists(path) else "MISSING"
-        print(f"  {op:18s} {path}  {size}")
+    print("kernels (shaders/<name>.comp -> vkconvt/spv/<name>.spv):")
+    for k in kernels.KERNELS.values():
+        try:
+            state = f"{len(shaders.spirv(k.name))} bytes"
+        except shaders.ShaderError as exc:
+            state = f"UNUSABLE: {exc}"
+        print(f"  {k.name:28s} {k.op:18s} {state}")
     return 0
 
 
 def cmd_demo(args):
-    """A real HiFi-GAN v1 upsampling layer on the default device, checked against NumPy."""
+    """A real HiFi-GAN v1 upsampling layer on the default device, checked against NumPy (or, with
+    --model hifigan, the whole HiFi-GAN V1 generator in PyTorch, alone and converted)."""
+    if args.model == "hifigan":
+        try:
+            from .torch_models import run_hifigan_demo
+        except ImportError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        return run_hifigan_demo(device=args.device, algorithm=args.algorithm, seconds=args.seconds,
+                                repeat=args.repeat, backend=args.backend)
     import vkconvt
-    from . import backends
+    from . import backends, timing
+    from .metrics import nmse
     from .params import params_from_shapes
     rng = np.random.default_rng(0)
     # HiFi-GAN v1 (22.05 kHz), first upsampling layer, one second of audio: 86 mel frames.
@@ -64,49 +79,57 @@ def cmd_demo(args):
           f"-> out (1, {c_out}, {p.l_out})  {p.flops / 1e6:.0f} MFLOP")
     print(f"backend: {name}  device: {be.describe()}")
     ref = vkconvt.conv_transpose1d(x, w, b, stride, pad, backend="numpy", algorithm="direct")
-    rows = []
-    for algo in ("direct", "gemm", "auto"):
-        for bname in ([name] if name == "numpy" else [name, "numpy"]):
-            if bname == "numpy" and algo == "auto":
-                continue
-            f = lambda: vkconvt.conv_transpose1d(x, w, b, stride, pad, algorithm=algo, backend=bname,
-                                                 device=args.device if bname != "numpy" else None)
-            out = f()
-            err = float(np.mean((out - ref) ** 2) / np.mean(ref ** 2))
-            times = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t)
-            med = float(np.median(times))
-            rows.append((bname, algo, med, p.flops / med / 1e9, err, bool(np.isfinite(out).all())))
+    runs = [(bname, algo) for algo in ("direct", "gemm", "auto") for bname in dict.fromkeys([name, "numpy"])
+            if not (bname == "numpy" and algo == "auto")]
+    fns = [lambda bname=bname, algo=algo: vkconvt.conv_transpose1d(
+        x, w, b, stride, pad, algorithm=algo, backend=bname, device=args.device if bname != "numpy" else None)
+        for bname, algo in runs]
+    outs = [f() for f in fns]
+    times = timing.interleaved(fns, budget_s=0.5, min_runs=args.repeat, max_runs=max(args.repeat, 20))
     print(f"{'backend':8s} {'algorithm':9s} {'median ms':>10s} {'GFLOP/s':>8s} {'nMSE vs numpy':>14s}")
     ok = True
-    for bname, algo, med, gf, err, finite in rows:
+    for (bname, algo), out, ts in zip(runs, outs, times):
+        med, err, finite = float(np.median(ts)), nmse(out, ref), bool(np.isfinite(out).all())
         good = finite and err <= 1e-7
         ok &= good
-        print(f"{bname:8s} {algo:9s} {med * 1e3:10.2f} {gf:8.2f} {err:14.2e}{'' if good else '  WRONG'}")
+        print(f"{bname:8s} {algo:9s} {med * 1e3:10.2f} {p.flops / med / 1e9:8.2f} {err:14.2e}{'' if good else '  WRONG'}")
     print("result: all outputs agree with the NumPy reference" if ok else "result: MISMATCH")
     return 0 if ok else 1
 
 
+def cmd_explain(args):
+    from .planner import plan
+    try:
+        print(plan(args.x, args.w, args.stride, args.padding, args.output_padding, args.groups, args.dilation,
+                   bias=args.bias, algorithm=args.algorithm, backend=args.backend, device=args.device,
+                   max_workspace_bytes=args.max_workspace).explain())
+    except (ValueError, TypeError, MemoryError) as exc:
+        print(f"explain: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _shape(text):
     try:
-        dims = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"a shape is comma-separated integers like 1,512,86; got {text!r}")
-    return dims
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m vkconvt", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("info", help="backends, Vulkan devices with their limits, shader modules")
-    d = sub.add_parser("demo", help="run a real layer on the default device, cross-checked with NumPy")
+    sub.add_parser("info", help="backends, Vulkan devices with their limits, kernels")
+    d = sub.add_parser("demo", help="run a real layer (or --model hifigan) on the default device, cross-checked")
+    d.add_argument("--model", choices=("layer", "hifigan"), default="layer",
+                   help="layer: HiFi-GAN v1 ups[0] against NumPy; hifigan: the HiFi-GAN V1 generator in PyTorch "
+                        "alone and converted by vkconvt.torch")
     d.add_argument("--backend", default=None)
     d.add_argument("--device", default=None)
+    d.add_argument("--algorithm", default="auto")
+    d.add_argument("--seconds", type=float, default=1.0, help="seconds of audio (--model hifigan)")
     d.add_argument("--repeat", type=int, default=5)
-    e = sub.add_parser("explain", help="print the plan of a conv_transpose1d call (algorithm, chunks, bytes, why)")
+    e = sub.add_parser("explain", help="print the plan of a conv_transpose1d call (algorithm, kernels, chunks, bytes, why)")
     e.add_argument("--x", required=True, type=_shape, help="input shape, e.g. 1,512,86")
     e.add_argument("--w", required=True, type=_shape, help="weight shape (C_in, C_out/groups, K), e.g. 512,256,16")
     for name, default in (("stride", 1), ("padding", 0), ("output-padding", 0), ("groups", 1), ("dilation", 1)):
@@ -116,33 +139,21 @@ def main(argv=None):
     e.add_argument("--backend", default=None, help="vulkan, numpy or auto (pick the faster backend)")
     e.add_argument("--device", default=None)
     e.add_argument("--max-workspace", default=None, help="workspace budget in bytes (suffixes K, M, G)")
-    t = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device (~1 min on lavapipe)")
+    t = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device")
     t.add_argument("--device", default=None)
     t.add_argument("--quick", action="store_true", help="a third of the calibration set")
     t.add_argument("--out", default=None, help="write the fitted model here instead of the user cache")
     b = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
-    try:
-        from . import bench
-        bench.add_arguments(b)
-    except ImportError:
-        bench = None
+    from .bench import cli as bench_cli
+    bench_cli.add_arguments(b)
     args = ap.parse_args(argv)
     if args.cmd == "info":
         return cmd_info(args)
     if args.cmd == "demo":
         return cmd_demo(args)
     if args.cmd == "explain":
-        from .planner import plan
-        print(plan(args.x, args.w, args.stride, args.padding, args.output_padding, args.groups, args.dilation,
-                   bias=args.bias, algorithm=args.algorithm, backend=args.backend, device=args.device,
-                   max_workspace_bytes=args.max_workspace).explain())
-        return 0
+        return cmd_explain(args)
     if args.cmd == "tune":
         from . import tune
         return tune.run(args)
-    if args.cmd == "bench":
-        if bench is None:
-            print("the benchmark module is not available", file=sys.stderr)
-            return 2
-        return bench.run(args)
-    return 2
+    return bench_cli.run(args)

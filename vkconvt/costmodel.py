@@ -1,64 +1,52 @@
 """Predicted run time of each algorithm: a linear model over work counts, calibrated per device.
 
-Work is counted from the very schedule the Vulkan backend would run (pieces, chunks, dispatches,
-tile padding included), so chunking under a memory budget and tile waste are priced in. The
-coefficients (seconds per unit of each feature) come from `python -m vkconvt tune`, which times
-a calibration set on the device and fits them (non-negative least squares on relative error).
-They are stored in the user's cache directory keyed by device, driver and vkconvt version;
-shipped defaults cover lavapipe (measured) and a generic discrete GPU (estimated).
+Work is counted from the very schedule the Vulkan backend would run (its pieces, chunks and
+dispatches, tile padding included; each kernel's counts come from its kernel-table entry), so
+chunking under a memory budget and tile waste are priced in. The coefficients (seconds per unit
+of each feature) come from `python -m vkconvt tune`, which times a calibration set on the device
+and fits them (non-negative least squares on relative error). They are stored in the user's
+cache directory keyed by device, driver and vkconvt version; shipped defaults cover lavapipe
+(measured) and a generic discrete GPU (estimated). A cache file is untrusted input: one that is
+unreadable or malformed is reported once (a warning naming the file) and ignored.
 """
 import hashlib
 import json
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 
-from . import env
-from .backends import vulkan as vkb
+from . import env, kernels
+from .params import FLOAT_BYTES
 
-VULKAN_FEATURES = ("calls", "dispatches", "host_bytes", "direct_mac", "direct_taps", "direct_out",
-                   "mm_mac", "mm_out", "c2i_reads", "c2i_out")
 NUMPY_FEATURES = ("np_calls", "np_mac", "np_taps", "np_adds")
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SHIPPED = {"lavapipe": os.path.join(DATA, "cost_lavapipe.json"),
            "generic-gpu": os.path.join(DATA, "cost_generic_gpu.json")}
 
 
-def vulkan_features(p, algorithm, cap, col_cap, tuning, max_groups):
-    """Work counts of running `algorithm` for ConvParams p on the Vulkan backend."""
-    sched = vkb.schedule_conv(p, algorithm, cap, col_cap, tuning)
-    f = dict.fromkeys(VULKAN_FEATURES, 0.0)
-    f["calls"] = 1.0
-    for pc, dispatches in zip(sched.pieces, sched.dispatches):
-        f["host_bytes"] += 4.0 * ((pc.n1 - pc.n0) * (pc.g1 - pc.g0) * p.cig * max(pc.lw, 1)
-                                  + sched.w_floats + (pc.n1 - pc.n0) * (pc.g1 - pc.g0) * (pc.co1 - pc.co0)
-                                  * (pc.t1 - pc.t0))
-        for d in dispatches:
-            gx, gy, gz = d.grid
-            f["dispatches"] += len(vkb.split_grid(d.grid, max_groups))
-            fl = d.fields
-            if d.op == "conv_transpose_1d":
-                _, tc, tt = d.spec
-                taps = float(gz) * gy * fl["jblocks"] * fl["K"]
-                f["direct_taps"] += taps
-                f["direct_mac"] += taps * fl["cig"] * tc * tt
-                f["direct_out"] += float(gz) * gy * p.stride * fl["jblocks"] * tc * tt
-            elif d.op == "matmul":
-                wx, wy, tm, tn = d.spec
-                inv = float(gx) * wx * gy * wy * gz
-                f["mm_mac"] += inv * tm * tn * fl["K"]
-                f["mm_out"] += inv * tm * tn
-            else:
-                outs = float(fl["C"]) * gz * fl["t_count"]
-                f["c2i_out"] += outs
-                f["c2i_reads"] += outs * math.ceil(fl["K"] / fl["k_period"])
-    return f, sched
+def features(sched):
+    """Work counts of a ConvSchedule (complete, or its classes of pieces with counts)."""
+    f = {"calls": 1.0, "dispatches": 0.0, "host_bytes": 0.0}
+    for st in sched.steps:
+        pc, n = st.piece, float(st.count)
+        if pc.empty:
+            continue
+        nb, gc, cc, ic = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.ci1 - pc.ci0
+        f["host_bytes"] += n * FLOAT_BYTES * (nb * gc * ic * pc.fold.lw + gc * ic * cc * pc.fold.kw
+                                              + nb * gc * cc * (pc.t1 - pc.t0))
+        for d in st.dispatches:
+            f["dispatches"] += n
+            for name, v in kernels.KERNELS[d.kernel].work(d.local, d.spec, d.grid).items():
+                key = f"{d.kernel}.{name}"
+                f[key] = f.get(key, 0.0) + n * v
+    return f
 
 
 def numpy_features(p):
-    return {"np_calls": 1.0, "np_mac": float(p.flops) / 2, "np_taps": float(p.k),
+    return {"np_calls": 1.0, "np_mac": float(p.flops) / 2, "np_taps": float(min(p.k, p.l_in)),
             "np_adds": float(p.n) * p.c_out * p.l_in * p.k}
 
 
@@ -74,7 +62,7 @@ def device_key(info, version):
 
 
 def cache_path(info, version=None):
-    from . import __version__
+    from .version import __version__
     return os.path.join(env.cache_dir(), f"costmodel-{device_key(info, version or __version__)}.json")
 
 
@@ -82,22 +70,54 @@ def shipped_name(info):
     return "lavapipe" if (info.type == "cpu" or "llvmpipe" in info.name.lower()) else "generic-gpu"
 
 
+def validate(data):
+    """The model in `data`, or ValueError saying what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    for part in ("vulkan", "numpy"):
+        coef = data.get(part)
+        if not isinstance(coef, dict) or not coef:
+            raise ValueError(f"'{part}' must be a non-empty object of coefficients")
+        for k, v in coef.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"coefficient {part}.{k} = {v!r} is not a finite non-negative number")
+    kc = data.get("kernels", {})
+    if not isinstance(kc, dict):
+        raise ValueError("'kernels' must be an object")
+    return data
+
+
 _loaded = {}
+_reported = set()
 
 
 def load(info):
     """(coefficients dict, where they came from) for a device: the tuned file in the user's cache
-    if there is one for this device, driver and vkconvt version, else the shipped default."""
+    if there is a valid one for this device, driver and vkconvt version, else the shipped default."""
     if info not in _loaded:
         path = cache_path(info)
-        src = path if os.path.exists(path) else SHIPPED[shipped_name(info)]
-        with open(src) as f:
-            data = json.load(f)
+        data, src = None, SHIPPED[shipped_name(info)]
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    data = validate(json.load(f))
+                src = path
+            except (OSError, ValueError) as exc:    # json.JSONDecodeError is a ValueError
+                data = None
+                if path not in _reported:
+                    _reported.add(path)
+                    warnings.warn(f"vkconvt: ignoring the tuning file {path}: {exc} (re-run `python -m vkconvt "
+                                  "tune` to replace it)", RuntimeWarning, stacklevel=3)
+        if data is None:
+            with open(src) as f:
+                data = validate(json.load(f))
         _loaded[info] = (data, src)
     return _loaded[info]
 
 
 def save(info, data):
+    """Write a fitted model atomically; OSError (with the path) when the cache is not writable."""
+    validate(data)
     path = cache_path(info)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -109,9 +129,10 @@ def save(info, data):
 
 
 # ---------------------------------------------------------------------------------- fitting
-def fit(rows, times, names):
+def fit(rows, times, names=None):
     """Non-negative coefficients c minimising sum(((X c - t) / t)^2): active-set least squares."""
-    x = np.array([[r[n] for n in names] for r in rows], dtype=np.float64)
+    names = sorted({k for r in rows for k in r}) if names is None else list(names)
+    x = np.array([[r.get(n, 0.0) for n in names] for r in rows], dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     xr = x / t[:, None]
     scale = np.maximum(xr.max(axis=0), 1e-300)

@@ -1,40 +1,38 @@
-"""One kp.Manager per Vulkan device per process, and the caches that hang off it.
+"""One kp.Manager per Vulkan device per process, and everything that hangs off it.
 
-Everything expensive lives here: SPIR-V bytes (read once), tensors (with the package's own
-allocation accounting: `allocated_bytes`, `peak_bytes`), and recorded plans (an LRU keyed by
-shape, so a repeated call re-uses its buffers, pipelines and recorded sequences).
+Device memory is owned here alone:
+  * buffers: a pool of storage buffers keyed by role ("x", "w", "out", "col", ...) and size class
+    (8 classes per octave, so a buffer is at most 12.5% larger than asked for). Every plan of the
+    device borrows from it (calls on one device are serialised by `lock`), so buffers, and the
+    pipelines bound to them, are shared across problem sizes. A buffer's `tag` says what data it
+    holds (a layer's weights), so that data survives between calls until another call overwrites it.
+  * pipelines: one kp.Algorithm per (kernel, specialization constants, bound buffers, dispatch size
+    class), kept while its buffers live: Kompute leaks a little memory with every destroyed
+    algorithm, and pipelines are expensive to build, so they are never rebuilt per shape.
+  * recorded plans: an LRU of recorded kp sequences per problem (destroyed freely).
+  * accounting: `allocated_bytes`, `workspace_bytes` (the gemm column buffers) and their peaks are
+    sums over the registry of live buffers, so they are right after any interrupt; `clear()` frees
+    everything.
+A child process made by fork() cannot use its parent's Vulkan objects (llvmpipe's threads are not
+copied, and a driver's state is not fork-safe): the child forgets them without touching them and
+makes its own device on first use.
 """
 import atexit
 import collections
+import ctypes
 import os
 import threading
 
 import numpy as np
 
-from . import env, vkinfo
-from .errors import DeviceOutOfMemory
+from . import env, shaders, vkinfo
+from .errors import DeviceClosed, DeviceOutOfMemory
+from .params import FLOAT_BYTES
 
-SPV_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spv")
-OPS = ("matmul", "col2im_1d", "conv_transpose_1d")
-_spirv = {}
 _devices = {}
 _devices_lock = threading.Lock()
-
-
-def shader_path(op):
-    return os.path.join(SPV_DIR, op + ".spv")
-
-
-def spirv(op):
-    """The SPIR-V of shaders/<op>.comp, compiled at build time into vkconvt/spv/<op>.spv."""
-    if op not in _spirv:
-        path = shader_path(op)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"SPIR-V module {path} is missing: reinstall vkconvt or run "
-                                    "`python scripts/compile_shaders.py` in its source tree")
-        with open(path, "rb") as f:
-            _spirv[op] = f.read()
-    return _spirv[op]
+_closed = False
+_orphans = []      # a forked child's inherited kp objects: never destroyed, never used
 
 
 def resolve_device(device=None):
@@ -44,8 +42,10 @@ def resolve_device(device=None):
     if not devices:
         raise vkinfo.VulkanUnavailable("the Vulkan loader reports no physical device "
                                        "(Debian: apt-get install mesa-vulkan-drivers for lavapipe)")
+    source = "device"
     if device is None:
         device = env.default_device()
+        source = "VKCONVT_DEVICE"
         if device is None:
             return best_device(devices)
     listing = "; ".join(d.describe() for d in devices)
@@ -55,14 +55,17 @@ def resolve_device(device=None):
             isinstance(device, str) and device.strip().isdigit()):
         i = int(device)
         if not 0 <= i < len(devices):
-            raise ValueError(f"device={device!r} is out of range: {len(devices)} Vulkan device(s): {listing}")
+            raise ValueError(f"{source}={device!r} is out of range: {len(devices)} Vulkan device(s): {listing}")
         return devices[i]
     if isinstance(device, str):
-        hits = [d for d in devices if device.lower() in d.name.lower()]
+        if not device.strip():
+            raise ValueError(f"{source}={device!r} is empty: give an index or a substring of a device name "
+                             f"({listing})")
+        hits = [d for d in devices if device.strip().lower() in d.name.lower()]
         if not hits:
-            raise ValueError(f"device={device!r} matches no Vulkan device name: {listing}")
+            raise ValueError(f"{source}={device!r} matches no Vulkan device name: {listing}")
         return hits[0]
-    raise TypeError(f"device must be an index or a substring of a device name, got {device!r}")
+    raise TypeError(f"{source} must be an index or a substring of a device name, got {device!r}")
 
 
 def best_device(devices=None):
@@ -70,8 +73,17 @@ def best_device(devices=None):
     return min(devices, key=lambda d: (vkinfo.TYPE_RANK.get(d.type, 9), d.index))
 
 
+def size_class(nfloats, cap_floats):
+    """The pool's size for a buffer of nfloats: rounded up to 8 steps per octave, never over cap."""
+    n = max(1, int(nfloats))
+    if n <= 256:
+        return min(256, cap_floats) if n <= cap_floats else n
+    step = 1 << max(0, n.bit_length() - 4)
+    return min(-(-n // step) * step, max(n, cap_floats))
+
+
 class Device:
-    """A Vulkan device: its kp.Manager, its limits, its tensors and its plan cache."""
+    """A Vulkan device: its kp.Manager, limits, buffer pool, pipelines and recorded plans."""
 
     def __init__(self, info):
         env.apply_layer_policy()
@@ -79,68 +91,133 @@ class Device:
         self.kp = kp
         self.info = info
         self.mgr = kp.Manager(info.index)
-        # CPU and integrated devices share memory with the host: host-visible tensors need no
-        # staging copies. Discrete GPUs get device-local tensors with staging.
+        self.pid = os.getpid()
+        # CPU and integrated devices share memory with the host: host-visible buffers need no
+        # staging copies. Discrete GPUs get device-local buffers with staging.
         self.host_visible = info.type in ("cpu", "integrated-gpu")
-        self.tensor_type = kp.TensorTypes.host if self.host_visible else kp.TensorTypes.device
         self.lock = threading.RLock()
-        # The package's own allocation accounting: all tensors, and the gemm workspace apart.
-        self.allocated_bytes = 0
+        self.closed = False
+        self._live = {}                                   # id -> (tensor, bytes, workspace)
+        self.pool = collections.OrderedDict()             # (role, size) -> tensor, LRU
+        self.tags = {}                                    # id(tensor) -> what data it holds
+        self.algorithms = collections.OrderedDict()       # key -> (kp.Algorithm, tensor ids)
+        self.plans = collections.OrderedDict()            # key -> recorded plan (has .destroy())
+        self._syncs = {}                                  # (id, direction) -> kp.Sequence
+        self.max_cached_plans = 64
+        self.max_algorithms = 512
+        self.max_pool_bytes = max(256 << 20, min(info.device_local_bytes // 2, 8 << 30))
         self.peak_bytes = 0
-        self.workspace_bytes = 0
         self.workspace_peak_bytes = 0
-        self._costs = {}
-        self.plans = collections.OrderedDict()
-        self.plan_bytes = 0
-        self.max_cached_plans = 32
-        self.max_cached_bytes = max(256 << 20, min(info.device_local_bytes // 4, 4 << 30))
-        self._dummy = None
+        self._evicted = 0
 
-    # ------------------------------------------------------------------ tensors
-    def tensor(self, nfloats, dtype=np.float32, workspace=False):
-        """A device tensor of nfloats 4-byte elements, counted in allocated_bytes (and in
-        workspace_bytes when it is scratch memory such as the gemm column buffer)."""
-        nfloats = max(1, int(nfloats))
-        nbytes = 4 * nfloats
-        if nbytes > self.info.max_storage_buffer_range:
-            raise ValueError(f"internal: a {nbytes}-byte buffer exceeds maxStorageBufferRange "
-                             f"{self.info.max_storage_buffer_range}")
-        try:
-            t = self.mgr.tensor_t(np.zeros(nfloats, dtype=dtype), self.tensor_type)
-        except Exception as exc:  # vk::OutOfDeviceMemoryError and friends
-            raise DeviceOutOfMemory(f"could not allocate {nbytes} bytes on {self.info.name} "
-                                    f"({self.allocated_bytes} bytes already held by vkconvt): {exc}",
-                                    needed_bytes=nbytes) from exc
-        cost = nbytes if self.host_visible else 2 * nbytes   # staging + device copy
-        self.allocated_bytes += cost
-        self.peak_bytes = max(self.peak_bytes, self.allocated_bytes)
-        if workspace:
-            self.workspace_bytes += cost
-            self.workspace_peak_bytes = max(self.workspace_peak_bytes, self.workspace_bytes)
-        self._costs[id(t)] = (cost, workspace)
-        return t
+    # ------------------------------------------------------------------ accounting
+    @property
+    def allocated_bytes(self):
+        """Bytes of every live vkconvt buffer on this device (staging copies included)."""
+        return sum(v[1] for v in list(self._live.values()))
 
-    def release(self, tensors):
-        for t in tensors:
-            cost, workspace = self._costs.pop(id(t))
-            self.allocated_bytes -= cost
-            if workspace:
-                self.workspace_bytes -= cost
-            t.destroy()
-
-    def dummy(self):
-        if self._dummy is None:
-            self._dummy = self.tensor(1)
-        return self._dummy
+    @property
+    def workspace_bytes(self):
+        return sum(v[1] for v in list(self._live.values()) if v[2])
 
     def reset_peak(self):
         self.peak_bytes = self.allocated_bytes
         self.workspace_peak_bytes = self.workspace_bytes
 
+    def check_open(self):
+        if self.closed or _closed:
+            raise DeviceClosed(f"vkconvt's Vulkan device {self.info.name} was closed (at interpreter exit or by "
+                               "close()); no more work can run on it")
+
+    # ------------------------------------------------------------------ buffers
+    def _new_tensor(self, nfloats, workspace):
+        nbytes = FLOAT_BYTES * nfloats
+        if nbytes > self.info.max_storage_buffer_range:
+            raise ValueError(f"internal: a {nbytes}-byte buffer exceeds maxStorageBufferRange "
+                             f"{self.info.max_storage_buffer_range}")
+        kind = self.kp.TensorTypes.host if self.host_visible else self.kp.TensorTypes.device
+        try:
+            t = self.mgr.tensor_t(np.zeros(nfloats, dtype=np.float32), kind)
+        except Exception as exc:  # vk::OutOfDeviceMemoryError and friends
+            raise DeviceOutOfMemory(f"could not allocate {nbytes} bytes on {self.info.name} "
+                                    f"({self.allocated_bytes} bytes already held by vkconvt): {exc}",
+                                    needed_bytes=nbytes) from exc
+        # One dict store registers it: an interrupt before it leaves an unreferenced tensor that
+        # Kompute frees, after it a counted one that clear() frees. The count is never wrong.
+        self._live[id(t)] = (t, nbytes if self.host_visible else 2 * nbytes, workspace)
+        self.peak_bytes = max(self.peak_bytes, self.allocated_bytes)
+        if workspace:
+            self.workspace_peak_bytes = max(self.workspace_peak_bytes, self.workspace_bytes)
+        return t
+
+    def buffer(self, role, nfloats, workspace=False, cap_floats=None, budget_bytes=None):
+        """A pooled buffer for `role` holding at least nfloats floats (at most cap_floats where
+        given). Its contents are whatever the last user left (see tag). A workspace buffer is
+        counted apart; idle ones are freed (oldest first) so that all workspace held stays within
+        budget_bytes."""
+        self.check_open()
+        limit = self.info.max_storage_buffer_range // FLOAT_BYTES
+        size = size_class(nfloats, min(limit, cap_floats or limit))
+        key = (role, size)
+        t = self.pool.get(key)
+        if t is not None:
+            self.pool.move_to_end(key)
+            return t
+        if workspace and budget_bytes is not None:
+            for k in [k for k in self.pool if self._live[id(self.pool[k])][2]]:
+                if self.workspace_bytes + FLOAT_BYTES * size <= budget_bytes:
+                    break
+                self._drop(k)
+        self._trim(FLOAT_BYTES * size)
+        t = self._new_tensor(size, workspace)
+        self.pool[key] = t
+        return t
+
+    def dummy(self):
+        """A one-float buffer bound where a kernel's optional input (bias) is absent."""
+        return self.buffer("dummy", 1, cap_floats=1)
+
+    def _trim(self, incoming):
+        while self.pool and sum(v[1] for v in self._live.values()) + incoming > self.max_pool_bytes:
+            self._drop(next(iter(self.pool)))
+
+    def _drop(self, key):
+        """Destroy a pooled buffer and everything bound to it (pipelines, recorded plans)."""
+        t = self.pool.pop(key)
+        tid = id(t)
+        for pkey in [k for k, plan in self.plans.items() if tid in plan.tensor_ids]:
+            self.plans.pop(pkey).destroy()
+        for akey in [k for k, (_, ids) in self.algorithms.items() if tid in ids]:
+            self.algorithms.pop(akey)[0].destroy()
+        for skey in [k for k in self._syncs if k[0] == tid]:
+            self._syncs.pop(skey).destroy()
+        self.tags.pop(tid, None)
+        self._release(t)
+
+    def _release(self, t):
+        entry = self._live.pop(id(t), None)
+        if entry is not None:
+            t.destroy()
+
     # ------------------------------------------------------------------ pipelines and sequences
-    def algorithm(self, tensors, op, workgroups, spec, push):
-        return self.mgr.algorithm(tensors, spirv(op), list(workgroups),
+    def algorithm(self, kernel, tensors, spec, push, groups):
+        """The pooled pipeline of `kernel` with `spec`, bound to `tensors`, dispatching `groups`
+        workgroups (1-D; the shaders walk their logical grid). push: any valid push array."""
+        ids = tuple(id(t) for t in tensors)
+        key = (kernel, tuple(spec), ids, groups)
+        hit = self.algorithms.get(key)
+        if hit is not None:
+            self.algorithms.move_to_end(key)
+            return hit[0]
+        algo = self.mgr.algorithm(list(tensors), shaders.spirv(kernel), [groups, 1, 1],
                                   np.asarray(spec, dtype=np.uint32), np.asarray(push, dtype=np.uint32))
+        self.algorithms[key] = (algo, set(ids))
+        while len(self.algorithms) > self.max_algorithms:
+            old_key = next(iter(self.algorithms))
+            for pkey in [k for k, plan in self.plans.items() if old_key in plan.algorithm_keys]:
+                self.plans.pop(pkey).destroy()
+            self.algorithms.pop(old_key)[0].destroy()
+        return algo
 
     def sequence(self, ops, timestamps=False):
         """A kp sequence with `ops` recorded once. Timestamps are opt-in: Kompute 0.9.0 never
@@ -150,37 +227,66 @@ class Device:
             seq.record(op)
         return seq
 
-    # ------------------------------------------------------------------ plan cache
+    def sync(self, tensor, to_device):
+        """Copy a device-local buffer from (to_device) or to its host staging copy; a no-op on
+        host-visible devices."""
+        if self.host_visible:
+            return
+        key = (id(tensor), to_device)
+        seq = self._syncs.get(key)
+        if seq is None:
+            op = self.kp.OpTensorSyncDevice if to_device else self.kp.OpTensorSyncLocal
+            seq = self._syncs[key] = self.sequence([op([tensor])])
+        seq.eval()
+
+    # ------------------------------------------------------------------ recorded plans
     def cached_plan(self, key, build):
-        """The plan for key, built (and cached, LRU) on first use."""
+        """The recorded plan for key, built (and cached, LRU) on first use. A build that fails
+        frees the buffers it created, so nothing stays allocated after a failed call."""
         plan = self.plans.get(key)
         if plan is not None:
             self.plans.move_to_end(key)
             return plan
-        plan = build()
+        before = set(self.pool)
+        try:
+            plan = build()
+        except BaseException:
+            for k in [k for k in self.pool if k not in before]:
+                self._drop(k)
+            raise
         self.plans[key] = plan
-        self.plan_bytes += plan.nbytes
-        while len(self.plans) > 1 and (len(self.plans) > self.max_cached_plans
-                                       or self.plan_bytes > self.max_cached_bytes):
-            self._evict_oldest()
+        while len(self.plans) > self.max_cached_plans:
+            self.plans.popitem(last=False)[1].destroy()
+            self._evicted += 1
+            if self._evicted % 64 == 0 and hasattr(self.mgr, "clear"):
+                self.mgr.clear()     # a kp built by scripts/setup.sh forgets destroyed objects here
         return plan
 
-    def _evict_oldest(self):
-        _, old = self.plans.popitem(last=False)
-        self.plan_bytes -= old.nbytes
-        old.destroy(self)
-
     def clear(self):
+        """Free every buffer, pipeline and recorded plan of this device."""
         with self.lock:
             while self.plans:
-                self._evict_oldest()
+                self.plans.popitem(last=False)[1].destroy()
+            while self.pool:
+                self._drop(next(iter(self.pool)))
+            for _, (algo, _) in list(self.algorithms.items()):
+                algo.destroy()
+            self.algorithms.clear()
+            for seq in self._syncs.values():
+                seq.destroy()
+            self._syncs.clear()
+            for t, _, _ in list(self._live.values()):
+                self._release(t)
+            self.tags.clear()
+            if hasattr(self.mgr, "clear"):
+                self.mgr.clear()         # a kp built by scripts/setup.sh drops its stale references
 
     def close(self):
         with self.lock:
+            if self.closed:
+                return
             self.clear()
-            if self._dummy is not None:
-                self.release([self._dummy])
-                self._dummy = None
+            self.closed = True
             self.mgr.destroy()
 
 
@@ -188,18 +294,41 @@ def get_device(device=None):
     """The process-wide Device for `device` (see resolve_device)."""
     info = resolve_device(device)
     with _devices_lock:
+        if _closed:
+            raise DeviceClosed("vkconvt's Vulkan devices were closed at interpreter exit; no more work can run")
         dev = _devices.get(info.index)
-        if dev is None:
+        if dev is None or dev.pid != os.getpid():
             dev = _devices[info.index] = Device(info)
         return dev
 
 
+def _forget_after_fork():
+    """In a forked child: the parent's Vulkan objects are unusable here and must never be
+    destroyed here either (their destructors would wait on threads the child does not have), so
+    keep them referenced forever and start afresh."""
+    global _devices_lock
+    for dev in _devices.values():
+        _orphans.append(dev)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(dev))
+    _devices.clear()
+    _devices_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @atexit.register
 def _close_all():
-    # Destroy sequences, algorithms and tensors before their Manager, in that order.
-    for dev in list(_devices.values()):
-        try:
-            dev.close()
-        except Exception:
-            pass
-    _devices.clear()
+    # Destroy sequences, pipelines and buffers before their Manager, in that order.
+    global _closed
+    with _devices_lock:
+        _closed = True
+        for dev in list(_devices.values()):
+            if dev.pid != os.getpid():
+                continue
+            try:
+                dev.close()
+            except Exception:
+                pass
+        _devices.clear()

@@ -1,21 +1,31 @@
-"""Every environment variable vkconvt reads, in one place.
+"""Every environment variable vkconvt reads, in one place. A bad value raises a ValueError naming
+the variable and its value.
 
-VKCONVT_BACKEND         default backend name ("vulkan", "numpy"); else vulkan when a device exists
+VKCONVT_BACKEND         default backend: "vulkan", "numpy" or "auto"; else vulkan when a device exists
 VKCONVT_DEVICE          default Vulkan device: an index or a substring of the device name
 VKCONVT_VALIDATE        1: keep VK_LAYER_KHRONOS_validation on (with synchronization validation)
-VKCONVT_MAX_WORKSPACE   workspace budget in bytes (suffixes K, M, G allowed), e.g. 64M
+VKCONVT_MAX_WORKSPACE   workspace budget in bytes (suffixes K, M, G, T allowed), e.g. 64M
 VKCONVT_CACHE_DIR       where tuning results are kept (default: $XDG_CACHE_HOME/vkconvt)
+VKCONVT_VULKAN_LIBRARY  path of the Vulkan loader to load (default: libvulkan.so.1)
 """
+import math
 import os
 
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 LAYER_SETTINGS = os.path.join(_DATA, "vk_layer_settings.txt")
 VALIDATION_LAYER = "VK_LAYER_KHRONOS_validation"
+VARIABLES = ("VKCONVT_BACKEND", "VKCONVT_DEVICE", "VKCONVT_VALIDATE", "VKCONVT_MAX_WORKSPACE",
+             "VKCONVT_CACHE_DIR", "VKCONVT_VULKAN_LIBRARY")
 _applied = None
 
 
+def _get(name):
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def validation_requested() -> bool:
-    return os.environ.get("VKCONVT_VALIDATE", "").strip().lower() in ("1", "true", "yes", "on")
+    return (_get("VKCONVT_VALIDATE") or "").lower() in ("1", "true", "yes", "on")
 
 
 def apply_layer_policy() -> bool:
@@ -41,14 +51,22 @@ def apply_layer_policy() -> bool:
 
 
 def parse_bytes(text, name="VKCONVT_MAX_WORKSPACE"):
-    s = str(text).strip().upper().rstrip("B").rstrip("I")
+    """A positive byte count from text like 67108864, 64M, 1.5G or 64MiB."""
+    s = str(text).strip().upper()
+    for suffix in ("IB", "B"):
+        if s.endswith(suffix) and len(s) > len(suffix):
+            s = s[:-len(suffix)]
+            break
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     try:
         if s and s[-1] in scale:
-            value = int(float(s[:-1]) * scale[s[-1]])
+            number = float(s[:-1])
+            if not math.isfinite(number):
+                raise ValueError
+            value = int(number * scale[s[-1]])
         else:
             value = int(s)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"{name} must be a byte count like 67108864 or 64M, got {text!r}") from None
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {text!r}")
@@ -56,20 +74,30 @@ def parse_bytes(text, name="VKCONVT_MAX_WORKSPACE"):
 
 
 def default_backend():
-    return os.environ.get("VKCONVT_BACKEND") or None
+    """VKCONVT_BACKEND, or None (the registry checks the name and names the variable)."""
+    return _get("VKCONVT_BACKEND")
 
 
 def default_device():
-    return os.environ.get("VKCONVT_DEVICE") or None
+    return _get("VKCONVT_DEVICE")
 
 
 def max_workspace():
-    v = os.environ.get("VKCONVT_MAX_WORKSPACE")
+    v = _get("VKCONVT_MAX_WORKSPACE")
     return parse_bytes(v) if v else None
 
 
+def max_workspace_text():
+    """The raw value (part of the planner's cache key)."""
+    return os.environ.get("VKCONVT_MAX_WORKSPACE")
+
+
+def vulkan_library():
+    return _get("VKCONVT_VULKAN_LIBRARY")
+
+
 def cache_dir():
-    base = os.environ.get("VKCONVT_CACHE_DIR")
+    base = _get("VKCONVT_CACHE_DIR")
     if base:
         return base
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -17,3 +17,16 @@ class WorkspaceTooSmall(VkconvtMemoryError):
 
 class DeviceOutOfMemory(VkconvtMemoryError):
     """The device could not allocate a buffer."""
+
+
+class BackendUnavailable(ImportError):
+    """A backend that cannot start here; .backend and .reason say which and why."""
+
+    def __init__(self, backend, reason):
+        super().__init__(f"backend {backend!r} is unavailable: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
+class DeviceClosed(RuntimeError):
+    """The Vulkan device was closed (at interpreter exit, or by Device.close()); no more work runs on it."""

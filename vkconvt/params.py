@@ -4,9 +4,12 @@ Everything here runs before any device work: a bad argument raises TypeError/Val
 the parameter and its value.
 """
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import VkconvtMemoryError
 
 ALGORITHMS = ("auto", "direct", "gemm")
 FLOAT_BYTES = 4
@@ -34,7 +37,8 @@ def as_float32(name, value):
         raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    out = np.asarray(arr, dtype=np.float32)        # keeps a 0-d value 0-d (ascontiguousarray would not)
+    return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
 def check_algorithm(algorithm):
@@ -75,11 +79,12 @@ class ConvParams:
         """2·N·C_in·(C_out/groups)·K·L_in: the multiply-adds of the taps that land on inputs."""
         return 2 * self.n * self.c_in * self.cog * self.k * self.l_in
 
-    def gemm_column_bytes(self, n=None, l_in=None):
+    def gemm_column_bytes(self):
         """The gemm path's column buffer: (C_out/groups)·K·N·L_in floats per group, all groups."""
-        n = self.n if n is None else n
-        l_in = self.l_in if l_in is None else l_in
-        return self.c_out * self.k * n * l_in * FLOAT_BYTES
+        return self.c_out * self.k * self.n * self.l_in * FLOAT_BYTES
+
+    def out_bytes(self):
+        return FLOAT_BYTES * self.n * self.c_out * self.l_out
 
     def gemm_weight(self, weight):
         """The gemm path's A operand: weight (C_in, C_out/groups, K) as (groups, C_out/groups, K,
@@ -94,6 +99,52 @@ class ConvParams:
         """A short id like N2_Ci4_Co6_L13_K3_s2_p1_op1_d1_g2_b."""
         return (f"N{self.n}_Ci{self.c_in}_Co{self.c_out}_L{self.l_in}_K{self.k}_s{self.stride}_p{self.padding}"
                 f"_op{self.output_padding}_d{self.dilation}_g{self.groups}" + ("_b" if self.bias else ""))
+
+
+def host_memory_bytes():
+    """What this machine can still give a new array (Linux: MemAvailable), else its RAM."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_host_memory(what, nbytes):
+    """Refuse, before any work, a result larger than the memory this machine has free."""
+    if nbytes < 1 << 28:            # a quarter GiB always fits; spare the hot path the look-up
+        return
+    free = host_memory_bytes()
+    if nbytes > free:
+        raise VkconvtMemoryError(f"{what} needs {nbytes} bytes ({nbytes / 2**30:.1f} GiB) of host memory, more than "
+                                 f"the {free} bytes ({free / 2**30:.1f} GiB) this machine has available",
+                                 needed_bytes=nbytes, budget_bytes=free)
+
+
+class Weights:
+    """A conv's weight and bias, prepared once: float32 arrays, derived layouts computed on first
+    use and kept (`layout`), and a `token` naming this version of the weights, so that a device
+    keeps them between calls (None: a one-off call, nothing is kept)."""
+
+    def __init__(self, weight, bias=None, keep=False):
+        self.weight = weight
+        self.bias = bias
+        self.token = object() if keep else None
+        self._layouts = {}
+
+    def layout(self, key, make):
+        """make(weight) computed once per key (e.g. the gemm layout) when the weights are kept."""
+        if self.token is None:
+            return make(self.weight)
+        if key not in self._layouts:
+            self._layouts[key] = make(self.weight)
+        return self._layouts[key]
 
 
 def output_length(l_in, k, stride=1, padding=0, output_padding=0, dilation=1):
@@ -141,6 +192,23 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
     return p, batched
 
 
+def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Validate a layer's weight, bias and hyper-parameters without an input (any input long enough
+    for a positive output length will do). Returns (weight, bias) as float32 contiguous arrays."""
+    weight = as_float32("weight", weight)
+    if weight.ndim != 3:
+        raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {weight.shape}")
+    stride_ = as_int("stride", stride, 1)
+    long_enough = max(1, 2 * as_int("padding", padding, 0) // stride_ + 2)
+    p, _ = params_from_shapes((weight.shape[0], long_enough), weight.shape, stride, padding, output_padding,
+                              groups, dilation, bias is not None)
+    if bias is not None:
+        bias = as_float32("bias", bias)
+        if bias.ndim != 1 or bias.shape != (p.c_out,):
+            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
+    return weight, bias
+
+
 def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with float32
     contiguous arrays and x always 3-D."""
@@ -150,7 +218,7 @@ def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
                                     dilation, bias is not None)
     if bias is not None:
         bias = as_float32("bias", bias)
-        if bias.shape != (p.c_out,):
+        if bias.ndim != 1 or bias.shape != (p.c_out,):
             raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
     if not batched:
         x = x[None]

@@ -7,7 +7,6 @@ period) itself. The enumeration order is the loader's, the same one kp.Manager(i
 import ctypes
 import ctypes.util
 import functools
-import os
 from dataclasses import dataclass, field
 from typing import Tuple
 
@@ -77,6 +76,15 @@ class VkDriverProperties(ctypes.Structure):
                 ("conformanceVersion", u8 * 4)]
 
 
+class VkSubgroupProperties(ctypes.Structure):
+    _fields_ = [("sType", u32), ("pNext", ctypes.c_void_p), ("subgroupSize", u32), ("supportedStages", u32),
+                ("supportedOperations", u32), ("quadOperationsInAllStages", u32)]
+
+
+SUBGROUP_OPS = ("basic", "vote", "arithmetic", "ballot", "shuffle", "shuffle_relative", "clustered", "quad")
+COMPUTE_STAGE = 0x20
+
+
 class VkProperties2(ctypes.Structure):
     _fields_ = [("sType", u32), ("pNext", ctypes.c_void_p), ("properties", VkProperties)]
 
@@ -131,15 +139,13 @@ class DeviceInfo:
     timestamp_period_ns: float
     timestamps: bool
     heaps: Tuple[Tuple[int, bool], ...] = field(default=())   # (bytes, device_local)
+    subgroup_size: int = 1
+    subgroup_ops: Tuple[str, ...] = ()     # subgroup operations compute shaders may use
 
     @property
     def device_local_bytes(self) -> int:
         local = [size for size, is_local in self.heaps if is_local]
         return max(local) if local else max((s for s, _ in self.heaps), default=0)
-
-    @property
-    def is_cpu(self) -> bool:
-        return self.type == "cpu"
 
     def describe(self) -> str:
         return (f"[{self.index}] {self.name} ({self.type}; Vulkan {self.api_version}; "
@@ -151,7 +157,7 @@ class VulkanUnavailable(RuntimeError):
 
 
 def _load_loader():
-    names = [os.environ.get("VKCONVT_VULKAN_LIBRARY"), "libvulkan.so.1", ctypes.util.find_library("vulkan")]
+    names = [env.vulkan_library(), "libvulkan.so.1", ctypes.util.find_library("vulkan")]
     errors = []
     for name in filter(None, names):
         try:
@@ -183,15 +189,19 @@ def list_devices() -> Tuple[DeviceInfo, ...]:
         out = []
         for i, h in enumerate(handles):
             props2 = VkProperties2(1000059001, None)
-            drv = VkDriverProperties(1000196000, None)
+            sub = VkSubgroupProperties(1000094000, None)
+            drv = VkDriverProperties(1000196000, ctypes.cast(ctypes.pointer(sub), ctypes.c_void_p))
             props2.pNext = ctypes.cast(ctypes.pointer(drv), ctypes.c_void_p)
             lib.vkGetPhysicalDeviceProperties(ctypes.c_void_p(h), ctypes.byref(props2.properties))
             p = props2.properties
-            driver_name, driver_info = "", ""
+            driver_name, driver_info, sg_size, sg_ops = "", "", 1, ()
             if p.apiVersion >= (1 << 22) | (2 << 12):
                 try:
                     lib.vkGetPhysicalDeviceProperties2(ctypes.c_void_p(h), ctypes.byref(props2))
                     driver_name, driver_info = drv.driverName.decode(), drv.driverInfo.decode()
+                    if sub.supportedStages & COMPUTE_STAGE:
+                        sg_size = int(sub.subgroupSize)
+                        sg_ops = tuple(n for i, n in enumerate(SUBGROUP_OPS) if sub.supportedOperations & (1 << i))
                 except AttributeError:
                     pass
             mem = VkMemoryProperties()
@@ -211,7 +221,8 @@ def list_devices() -> Tuple[DeviceInfo, ...]:
                 max_push_constants_size=int(lim.maxPushConstantsSize),
                 max_shared_memory=int(lim.maxComputeSharedMemorySize),
                 timestamp_period_ns=float(lim.timestampPeriod),
-                timestamps=bool(lim.timestampComputeAndGraphics), heaps=heaps))
+                timestamps=bool(lim.timestampComputeAndGraphics), heaps=heaps, subgroup_size=sg_size,
+                subgroup_ops=sg_ops))
         return tuple(out)
     finally:
         lib.vkDestroyInstance(inst, None)

@@ -4,42 +4,56 @@
     get(name)    -> a backend object (ValueError for an unknown name, BackendUnavailable with the
                     reason for one that cannot start)
 Default: the call's backend=, else VKCONVT_BACKEND, else "vulkan" when a Vulkan device exists,
-else "numpy".
+else "numpy". "auto" (the call's or VKCONVT_BACKEND's) lets the planner pick the faster one.
+
+Every backend offers the same calls: conv_transpose1d(plan, x, weights) with the planner's
+ConvPlan and a params.Weights, matmul(a, b), col2im_1d(col, stride, padding, dilation,
+output_padding, bias), describe().
 """
 import functools
 import importlib
 import threading
 
 from .. import env
+from ..errors import BackendUnavailable
 
 NAMES = ("vulkan", "numpy")
+CHOICES = NAMES + ("auto",)
 _MODULES = {"vulkan": "vkconvt.backends.vulkan", "numpy": "vkconvt.backends.numpy"}
 _instances = {}
 _lock = threading.Lock()
 
-
-class BackendUnavailable(ImportError):
-    """A backend that cannot start here; .backend and .reason say which and why."""
-
-    def __init__(self, backend, reason):
-        super().__init__(f"backend {backend!r} is unavailable: {reason}")
-        self.backend = backend
-        self.reason = reason
-
-
-def _check_name(name):
-    if not isinstance(name, str) or name not in _MODULES:
-        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(NAMES)}")
+__all__ = ["BackendUnavailable", "available", "get", "resolve_name", "requested", "vulkan_reason", "NAMES"]
 
 
 def _module(name):
-    _check_name(name)
     try:
         return importlib.import_module(_MODULES[name])
     except BackendUnavailable:
         raise
     except ImportError as exc:
         raise BackendUnavailable(name, f"{exc}") from exc
+
+
+def requested(name=None):
+    """The backend asked for: the call's name, else VKCONVT_BACKEND, else None; checked."""
+    source = "backend"
+    if name is None:
+        name, source = env.default_backend(), "VKCONVT_BACKEND"
+        if name is None:
+            return None
+    if not isinstance(name, str) or name not in CHOICES:
+        prefix = f"unknown backend {name!r}" if source == "backend" else f"VKCONVT_BACKEND={name!r} is not a backend"
+        raise ValueError(f"{prefix}; valid backends: {', '.join(CHOICES)}")
+    return name
+
+
+def resolve_name(name=None):
+    """The concrete backend for a call: 'vulkan' or 'numpy' ('auto' and None become the default)."""
+    name = requested(name)
+    if name is None or name == "auto":
+        return "vulkan" if vulkan_reason() is None else "numpy"
+    return name
 
 
 def get(name=None, device=None):
@@ -50,9 +64,9 @@ def get(name=None, device=None):
         from ..device import resolve_device
         try:
             device = resolve_device(device).index
+        except (ValueError, TypeError):
+            raise
         except Exception as exc:
-            if isinstance(exc, (ValueError, TypeError)):
-                raise
             raise BackendUnavailable(name, str(exc)) from exc
     key = (name, device)
     with _lock:
@@ -61,21 +75,11 @@ def get(name=None, device=None):
         return _instances[key]
 
 
-def resolve_name(name=None):
-    if name is None:
-        name = env.default_backend()
-        if name is None:
-            return "vulkan" if vulkan_reason() is None else "numpy"
-    _check_name(name)
-    return name
-
-
 @functools.lru_cache(maxsize=1)
 def vulkan_reason():
     """None if the Vulkan backend can start, else why not (decided once per process)."""
     try:
-        mod = _module("vulkan")
-        return mod.unavailable_reason()
+        return _module("vulkan").unavailable_reason()
     except BackendUnavailable as exc:
         return exc.reason
 

@@ -1,11 +1,12 @@
 """The NumPy backend: the reference every other backend is checked against.
 
-Both algorithms are vectorised: the only Python loop is over the K kernel taps (each tap is one
-batched matrix product or one strided slice-add), never over output elements.
+Both algorithms are vectorised. The direct form loops in Python over the shorter of the kernel
+taps and the input positions (each step one batched matrix product and one strided slice-add), so
+a long kernel over a short input costs as much as its FLOPs, not K steps.
 """
 import numpy as np
 
-from ..params import output_length
+from ..params import check_host_memory, output_length
 
 name = "numpy"
 
@@ -24,6 +25,7 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None)
     n, c, k_size, l_in = col.shape
     l_out = output_length(l_in, k_size, stride, padding, output_padding, dilation)
     out = np.zeros((n, c, l_out), dtype=np.float32)
+    # the taps that reach the output at all (with a huge padding or dilation, few do)
     for k in range(k_size):
         lo, hi, t0 = tap_span(k, l_in, l_out, stride, padding, dilation)
         if hi > lo:
@@ -37,40 +39,49 @@ def matmul(a, b):
     return np.matmul(a, b).astype(np.float32, copy=False)
 
 
-def _grouped(x, weight, p):
+def _direct(x, weight, bias, p):
     xg = x.reshape(p.n, p.groups, p.cig, p.l_in)
-    wg = weight.reshape(p.groups, p.cig, p.cog, p.k)
-    return xg, wg
-
-
-def conv_transpose1d(x, weight, bias, p, algorithm="auto"):
-    """x (N, C_in, L) float32, weight (C_in, C_out/groups, K), bias (C_out,) or None."""
-    xg, wg = _grouped(x, weight, p)
-    if algorithm == "gemm":
-        # A: (G, Cog*K, Cig) · x: (N, G, Cig, L) -> columns (N, G, Cog*K, L) -> col2im.
-        a = p.gemm_weight(weight).reshape(p.groups, p.cog * p.k, p.cig)
-        col = np.matmul(a, xg).reshape(p.n, p.c_out, p.k, p.l_in)
-        return col2im_1d(col, p.stride, p.padding, p.dilation, p.output_padding, bias)
-    # direct: one batched product per tap, added into the output positions the tap reaches.
     l_out = p.l_out
     out = np.zeros((p.n, p.c_out, l_out), dtype=np.float32)
-    wt = np.ascontiguousarray(wg.transpose(3, 0, 2, 1))          # (K, G, Cog, Cig)
-    for k in range(p.k):
-        lo, hi, t0 = tap_span(k, p.l_in, l_out, p.stride, p.padding, p.dilation)
-        if hi > lo:
-            contrib = np.matmul(wt[k], xg[:, :, :, lo:hi]).reshape(p.n, p.c_out, hi - lo)
-            out[:, :, t0:t0 + (hi - lo - 1) * p.stride + 1:p.stride] += contrib
+    if p.k <= p.l_in:
+        # one batched product per tap, added into the output positions the tap reaches
+        wt = np.ascontiguousarray(weight.reshape(p.groups, p.cig, p.cog, p.k).transpose(3, 0, 2, 1))  # (K, G, Cog, Cig)
+        for k in range(p.k):
+            lo, hi, t0 = tap_span(k, p.l_in, l_out, p.stride, p.padding, p.dilation)
+            if hi > lo:
+                contrib = np.matmul(wt[k], xg[:, :, :, lo:hi]).reshape(p.n, p.c_out, hi - lo)
+                out[:, :, t0:t0 + (hi - lo - 1) * p.stride + 1:p.stride] += contrib
+    else:
+        # one batched product per input position, added into the outputs its taps reach
+        wl = weight.reshape(p.groups, p.cig, p.cog * p.k).transpose(0, 2, 1)             # (G, Cog*K, Cig)
+        for l in range(p.l_in):
+            lo, hi, t0 = tap_span(0, p.k, l_out, p.dilation, p.padding - l * p.stride, 1)  # taps of input l
+            if hi > lo:
+                contrib = np.matmul(wl, xg[:, :, :, l:l + 1]).reshape(p.n, p.c_out, p.k)[:, :, lo:hi]
+                out[:, :, t0:t0 + (hi - lo - 1) * p.dilation + 1:p.dilation] += contrib
     if bias is not None:
         out += bias[None, :, None]
     return out
+
+
+def _gemm(x, weights, p):
+    check_host_memory(f"the NumPy gemm column buffer of conv_transpose1d {p.tag()}", p.gemm_column_bytes())
+    # A: (G, Cog*K, Cig) . x: (N, G, Cig, L) -> columns (N, G, Cog*K, L) -> col2im.
+    a = weights.layout("gemm", p.gemm_weight).reshape(p.groups, p.cog * p.k, p.cig)
+    col = np.matmul(a, x.reshape(p.n, p.groups, p.cig, p.l_in)).reshape(p.n, p.c_out, p.k, p.l_in)
+    return col2im_1d(col, p.stride, p.padding, p.dilation, p.output_padding, weights.bias)
 
 
 class NumpyBackend:
     name = name
     device = None
 
-    def conv_transpose1d(self, x, weight, bias, params, algorithm="auto"):
-        return conv_transpose1d(x, weight, bias, params, "direct" if algorithm == "auto" else algorithm)
+    def conv_transpose1d(self, plan, x, weights):
+        """x (N, C_in, L) float32; plan: the planner's ConvPlan (its params and algorithm)."""
+        p = plan.params
+        if plan.algorithm == "gemm":
+            return _gemm(x, weights, p)
+        return _direct(x, weights.weight, weights.bias, p)
 
     def matmul(self, a, b):
         return matmul(a, b)

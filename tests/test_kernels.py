@@ -1,0 +1,82 @@
+"""The kernel table against the shaders: every shaders/<name>.comp has one entry in
+vkconvt.kernels.KERNELS and the other way round, and each shader's Push block (field names, order,
+uint/int) and specialization constants (constant_id order) are exactly the table's, so a shader
+and its host side cannot drift apart."""
+import glob
+import os
+import re
+
+import pytest
+
+from vkconvt import kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = {os.path.splitext(os.path.basename(p))[0]: p for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp"))}
+
+
+def strip_comments(text):
+    return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+
+
+def push_block(text):
+    m = re.search(r"layout\s*\(\s*push_constant\s*\)\s*uniform\s+\w+\s*\{(.*?)\}", text, re.S)
+    assert m, "no push_constant block"
+    fields = re.findall(r"\b(uint|int|float)\s+(\w+)\s*;", m.group(1))
+    return [name for _, name in fields], {name for typ, name in fields if typ == "int"}, {t for t, _ in fields}
+
+
+def spec_constants(text):
+    ids = {}
+    for m in re.finditer(r"layout\s*\(\s*constant_id\s*=\s*(\d+)\s*\)\s*const\s+\w+\s+(\w+)", text):
+        ids[int(m.group(1))] = m.group(2)
+    for m in re.finditer(r"local_size_(x|y|z)_id\s*=\s*(\d+)", text):
+        ids[int(m.group(2))] = f"local_size_{m.group(1)}"
+    return [ids[i] for i in sorted(ids)], sorted(ids)
+
+
+def test_every_shader_has_one_table_entry():
+    assert sorted(SOURCES) == sorted(kernels.KERNELS)
+
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_push_block_matches_the_table(name):
+    kern = kernels.KERNELS[name]
+    text = strip_comments(open(SOURCES[name]).read())
+    names, signed, types = push_block(text)
+    assert tuple(names) == kern.push, f"{name}.comp Push {names} != table {kern.push}"
+    assert signed == set(kern.signed), f"{name}.comp int fields {signed} != table {kern.signed}"
+    assert types <= {"uint", "int"}, "push constants are 32-bit integers"
+    assert kern.push[-3:] == kernels.GRID
+
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_spec_constants_match_the_table(name):
+    kern = kernels.KERNELS[name]
+    names, ids = spec_constants(strip_comments(open(SOURCES[name]).read()))
+    assert ids == list(range(len(kern.spec))), f"{name}.comp constant_ids {ids} are not 0..{len(kern.spec) - 1}"
+    assert len(names) == len(kern.spec)
+    for cls in kernels.DEVICE_CLASSES:
+        assert len(kern.defaults[cls]) == len(kern.spec), f"{name}: defaults[{cls}] vs spec {kern.spec}"
+    assert kern.op in kernels.OPS and kern in kernels.variants(kern.op)
+
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_bindings_are_documented(name):
+    text = open(SOURCES[name]).read()
+    bindings = re.findall(r"binding\s*=\s*(\d+)\)\s*(?:readonly|writeonly)?\s*buffer\s+\w+\s*\{[^}]*\}\s*;\s*//\s*(.*)", text)
+    assert [int(b) for b, _ in bindings] == list(range(len(kernels.KERNELS[name].bindings)))
+    for (_, comment), (_, shape) in zip(bindings, kernels.KERNELS[name].bindings):
+        assert comment.strip().startswith(shape.split(" ")[0]), f"{name}: binding comment {comment!r} vs {shape!r}"
+
+
+def test_pack_checks_names_and_ranges():
+    kern = kernels.KERNELS["col2im_1d"]
+    fields = dict.fromkeys(kern.push, 0)
+    assert len(kernels.pack("col2im_1d", **fields)) == len(kern.push)
+    with pytest.raises(KeyError, match="missing"):
+        kernels.pack("col2im_1d", **{k: v for k, v in fields.items() if k != "C"})
+    fields["pad"] = -5
+    assert kernels.pack("col2im_1d", **fields)[kern.push.index("pad")] == (1 << 32) - 5
+    fields["C"] = 1 << 32
+    with pytest.raises(OverflowError):
+        kernels.pack("col2im_1d", **fields)

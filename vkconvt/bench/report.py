@@ -1,0 +1,229 @@
+"""Metadata of a benchmark run and its summary tables (Markdown)."""
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+
+import vkconvt
+from .measure import TOL, TOL_TF32
+from .suites import SUITES
+
+FIELDS = ("suite", "kind", "group", "case", "x", "tag", "flops", "calls", "impl", "library", "device",
+          "algorithm", "chosen", "status", "error", "nmse", "runs", "first_s", "median_s", "min_s", "std_s",
+          "gflops", "device_median_s", "workspace_bytes", "peak_bytes")
+VK_ALGOS = ("vkconvt-direct", "vkconvt-gemm", "vkconvt-auto")
+IMPL_ORDER = ("numpy",) + VK_ALGOS + ("vkconvt-matmul", "torch-cpu", "torch-cuda", "torch-cuda-tf32")
+
+
+# ------------------------------------------------------------------------------------------ metadata
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vkconvt.__file__)))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None, None
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if head.returncode:
+        return None, None
+    return head.stdout.strip(), bool(dirty.stdout.strip())
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+DEVICE_FIELDS = dict(device="name", device_index="index", device_type="type", vulkan_api_version="api_version",
+                     driver_name="driver_name", driver_info="driver_info", driver_version="driver_version")
+
+
+def metadata(args, suite, be, vulkan_reason, torch, validation):
+    info = be.dev.info if be is not None else None
+    commit, dirty = _git()
+    meta = {k: getattr(info, a, None) for k, a in DEVICE_FIELDS.items()}
+    meta.update({
+        "vulkan_unavailable": vulkan_reason, "validation_layer": validation,
+        "suite": suite, "description": SUITES[suite][0], "batch": args.batch, "budget_s": args.budget,
+        "tolerance_nmse": TOL, "tolerance_nmse_tf32": TOL_TF32,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": list(getattr(sys, "orig_argv", [sys.executable] + sys.argv)),
+        "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "torch_cuda": torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else None,
+        "versions": {"vkconvt": vkconvt.__version__, "kp": _version("kp"), "numpy": np.__version__,
+                     "torch": torch.__version__ if torch else None, "python": platform.python_version()},
+        "git_commit": commit, "git_dirty": dirty, "platform": platform.platform()})
+    return meta
+
+
+# ------------------------------------------------------------------------------------------ summary
+def _index(records):
+    return {(r["group"], r["case"], r["impl"]): r for r in records}
+
+
+def _ms(rec):
+    if rec is None:
+        return "-"
+    return f"{rec['median_s'] * 1e3:.2f}" if rec["status"] == "ok" else rec["status"].upper()
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def _geomean(vals):
+    vals = [v for v in vals if v]
+    return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else None
+
+
+def _time(rec):
+    return rec["median_s"] if rec is not None and rec["status"] == "ok" else None
+
+
+def _baseline(records):
+    return "torch-cpu" if any(r["impl"] == "torch-cpu" for r in records) else "numpy"
+
+
+def _layer_groups(records):
+    groups = {}
+    for r in records:
+        groups.setdefault(r["group"], {}).setdefault(r["case"], r)
+    return groups
+
+
+def model_table(records):
+    base, idx = _baseline(records), _index(records)
+    head = ["model", "layers", "GFLOP", "vkconvt auto ms", "NumPy ms", f"{base} ms", "NumPy/auto", f"{base}/auto",
+            f"geomean {base}/direct", "geomean …/gemm", "geomean …/auto"]
+    rows, everything = [], {}
+    groups = _layer_groups(records)
+    for model, layers in list(groups.items()) + [("all", None)]:
+        if layers is None:
+            layers = everything
+        else:
+            everything.update({(model, c): r for c, r in layers.items()})
+            layers = {(model, c): r for c, r in layers.items()}
+
+        def total(impl):
+            ts = [(_time(idx.get(k + (impl,))), r["calls"]) for k, r in layers.items()]
+            return None if any(t is None for t, _ in ts) else sum(t * c for t, c in ts)
+
+        def geo(impl):
+            return _geomean([(_time(idx.get(k + (base,))) or 0) / t if t else None
+                             for k in layers for t in [_time(idx.get(k + (impl,)))]])
+        gflop = sum((r.get("flops") or 0) * r["calls"] for r in layers.values()) / 1e9
+        auto, npy, ref = total("vkconvt-auto"), total("numpy"), total(base)
+        fmt = lambda t: f"{t * 1e3:.1f}" if t else "-"  # noqa: E731
+        rows.append([f"**{model}**" if model == "all" else model, str(len(layers)), f"{gflop:.2f}", fmt(auto),
+                     fmt(npy), fmt(ref), _ratio(npy, auto), _ratio(ref, auto)]
+                    + [f"{g:.2f}" if g else "-" for g in (geo(a) for a in VK_ALGOS)])
+    note = ("Times per forward pass (layer median × calls per forward), batch as in the metadata. Ratios are "
+            "the other implementation's time / vkconvt's: above 1 means vkconvt is faster.")
+    return "models", head, rows, note
+
+
+def sweep_table(records, group):
+    recs = [r for r in records if r["group"] == group]
+    idx, base = _index(recs), _baseline(recs)
+    head = ["case", "MFLOP", "direct ms", "gemm ms", "auto ms", "NumPy ms", f"{base} ms", "best vkconvt"]
+    rows = []
+    for case, first in _layer_groups(recs)[group].items():
+        get = lambda impl: idx.get((group, case, impl))  # noqa: E731
+        auto = get("vkconvt-auto")
+        best = min(((_time(get(a)), a[8:]) for a in VK_ALGOS[:2] if _time(get(a))), default=(None, "-"))[1]
+        chosen = f" ({auto['chosen']})" if auto and auto.get("chosen") else ""
+        rows.append([case, f"{(first.get('flops') or 0) / 1e6:.1f}", _ms(get("vkconvt-direct")),
+                     _ms(get("vkconvt-gemm")), _ms(auto) + chosen,
+                     _ms(get("numpy")), _ms(get(base)) if base != "numpy" else "-", best])
+    return group, head, rows, "Median wall time per call."
+
+
+def matmul_table(records):
+    idx = _index(records)
+    head = ["M x K x N", "GFLOP", "vkconvt ms", "vkconvt GFLOP/s", "NumPy GFLOP/s", "fraction of NumPy",
+            "torch-cpu GFLOP/s"]
+    rows = []
+    for case, first in _layer_groups(records)["matmul"].items():
+        vk, npy, tc = (idx.get(("matmul", case, i)) for i in ("vkconvt-matmul", "numpy", "torch-cpu"))
+        gf = lambda r: r.get("gflops") if r and r["status"] == "ok" else None  # noqa: E731
+        fmt = lambda g, missing="-": f"{g:.2f}" if g else missing  # noqa: E731
+        rows.append([case, f"{first['flops'] / 1e9:.3f}", _ms(vk), fmt(gf(vk), _ms(vk)), fmt(gf(npy)),
+                     _ratio(gf(vk), gf(npy)), fmt(gf(tc))])
+    note = "GFLOP/s from the median time (2·M·K·N flops); NumPy `a @ b` measured in the same run."
+    return "matmul", head, rows, note
+
+
+def auto_table(records):
+    """How good auto's choice is: per conv shape, time of what auto ran / time of the faster of
+    direct and gemm. 'choice' uses the chosen algorithm's own row (timing noise between two runs
+    of the same kernel cancels out); 'measured' uses auto's own timed calls."""
+    idx = _index(records)
+    shapes = list(dict.fromkeys((r["group"], r["case"]) for r in records if r["kind"] != "matmul"))
+    choice, measured = [], []
+    for k in shapes:
+        d, g = _time(idx.get(k + ("vkconvt-direct",))), _time(idx.get(k + ("vkconvt-gemm",)))
+        auto = idx.get(k + ("vkconvt-auto",))
+        if not (d and g and auto and _time(auto) and auto.get("chosen")):
+            continue
+        best = min(d, g)
+        choice.append({"direct": d, "gemm": g}[auto["chosen"]] / best)
+        measured.append(_time(auto) / best)
+    head = ["judged by", "shapes", "within 10% of best", "share", "worst ratio", "geomean ratio"]
+    rows = []
+    for name, vals in (("auto's choice", choice), ("auto as measured", measured)):
+        if vals:
+            ok = sum(v <= 1.10 for v in vals)
+            rows.append([name, str(len(vals)), str(ok), f"{ok / len(vals):.1%}", f"{max(vals):.2f}",
+                         f"{_geomean(vals):.3f}"])
+    note = ("Ratio = time of what auto ran / time of the faster of direct and gemm on the same shape. "
+            "Target (issue 6): within 10% on at least 90% of the shapes, never above 1.5.")
+    return "auto against the faster algorithm", head, rows, note
+
+
+def summary_tables(records):
+    tables = []
+    kinds = {r["kind"] for r in records}
+    if kinds & {"model", "sweep"}:
+        tables.append(auto_table(records))
+    if "model" in kinds:
+        tables.append(model_table([r for r in records if r["kind"] == "model"]))
+    for group in dict.fromkeys(r["group"] for r in records if r["kind"] == "sweep"):
+        tables.append(sweep_table(records, group))
+    if "matmul" in kinds:
+        tables.append(matmul_table([r for r in records if r["kind"] == "matmul"]))
+    return tables
+
+
+def markdown(tables, meta):
+    lines = [f"Device: {meta['device']} ({meta['device_type']}, Vulkan {meta['vulkan_api_version']}, "
+             f"{meta['driver_name']} {meta['driver_info']}); CPU: {meta['cpu_model']} × {meta['cpu_count']}; "
+             f"vkconvt {meta['versions']['vkconvt']}, torch {meta['versions']['torch']}, "
+             f"numpy {meta['versions']['numpy']}; validation layer {'on' if meta['validation_layer'] else 'off'}.", ""]
+    for title, head, rows, note in tables:
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+        line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+        lines += [f"### {title}", "", line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        lines += [line(r) for r in rows] + ["", note, ""]
+    return "\n".join(lines)

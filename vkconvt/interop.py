@@ -1,0 +1,161 @@
+"""Tensors in, tensors out: let the NumPy-based public API take and return PyTorch tensors.
+
+vkconvt computes on NumPy float32 arrays. A CPU torch.Tensor argument is turned into a NumPy
+array that shares its memory (float16, bfloat16 and float64 are converted to float32: vkconvt
+computes in float32), and the result comes back as a torch.Tensor (torch.from_numpy, no copy) in
+the floating dtype of the first tensor argument. Without tensor arguments nothing changes: NumPy
+in, NumPy out.
+
+torch is never imported here: a value is a tensor only if torch is already in sys.modules (the
+caller imported it) and the value is a torch.Tensor. `import vkconvt` therefore never loads torch.
+
+Refused, with errors that name the parameter:
+  * a tensor not on the CPU (ValueError: "x is on device cuda:0; vkconvt takes CPU tensors ...");
+  * a tensor that requires grad while grad mode is enabled (RuntimeError): vkconvt computes the
+    forward pass only, and a result without a gradient would be silently wrong for training;
+  * a PyTorch device given as device= (ValueError): device= names the Vulkan device.
+
+Wiring into vkconvt/api.py (decorate the public functions; the signatures stay the same):
+
+    from .interop import tensor_io
+
+    @tensor_io("x", "weight", "bias")              # on def conv_transpose1d(...)
+    @tensor_io("a", "b")                           # on def matmul(...)
+    @tensor_io("col", "bias")                      # on def col2im_1d(...)
+    # in class ConvTranspose1d:
+    @tensor_io("weight", "bias", wrap_result=False)  # on def __init__(self, weight, bias=None, ...)
+    @tensor_io("x")                                # on def __call__(self, x)
+
+Each decorated function gets the attribute __vkconvt_tensor_io__ = True (the tests of the
+tensor-in/tensor-out public API run once it is there).
+"""
+import functools
+import inspect
+import sys
+
+import numpy as np
+
+__all__ = ["is_tensor", "unwrap", "wrap", "TensorIO", "tensor_io", "check_vulkan_device"]
+
+
+def _torch():
+    """The torch module if the caller has imported it, else None (never imports it)."""
+    return sys.modules.get("torch")
+
+
+def is_tensor(value):
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def inference_hint(name):
+    return (f"run inference under `with torch.inference_mode():` (or `with torch.no_grad():`), "
+            f"or pass {name}.detach()")
+
+
+def unwrap(name, value):
+    """A value vkconvt's NumPy API takes: a CPU tensor becomes a NumPy array (sharing memory when
+    it is float32); anything else is returned unchanged."""
+    if not is_tensor(value):
+        return value
+    torch = _torch()
+    if value.device.type != "cpu":
+        raise ValueError(f"{name} is on device {value.device}; vkconvt takes CPU tensors (call "
+                         f"{name}.cpu()): it copies them to the Vulkan device itself")
+    if value.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"{name} requires grad and grad mode is enabled, but vkconvt computes the forward "
+                           f"pass only (no gradient); {inference_hint(name)}")
+    if value.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {value.layout}")
+    if value.is_complex():
+        raise TypeError(f"{name} has complex dtype {value.dtype}; vkconvt computes real float32")
+    value = value.detach()
+    if value.is_floating_point() and value.dtype != torch.float32:
+        value = value.float()   # float16, bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
+    return value.resolve_neg().resolve_conj().numpy()
+
+
+def wrap(out, like):
+    """out (a NumPy array) as a torch.Tensor in like's floating dtype when like is a tensor (no copy
+    for float32); otherwise out unchanged."""
+    if not is_tensor(like):
+        return out
+    torch = _torch()
+    t = torch.from_numpy(np.asarray(out))
+    if like.is_floating_point() and t.dtype != like.dtype:
+        t = t.to(like.dtype)
+    return t
+
+
+class TensorIO:
+    """unwrap() that remembers the first tensor seen, so that wrap() can answer in kind.
+
+        io = TensorIO()
+        x, w = io.unwrap("x", x), io.unwrap("weight", w)
+        return io.wrap(vkconvt.conv_transpose1d(x, w))
+    """
+
+    def __init__(self):
+        self.like = None
+
+    def unwrap(self, name, value):
+        if self.like is None and is_tensor(value):
+            out = unwrap(name, value)
+            self.like = value
+            return out
+        return unwrap(name, value)
+
+    def wrap(self, out):
+        return wrap(out, self.like)
+
+
+def check_vulkan_device(name, value):
+    """Refuse a PyTorch device (torch.device('cuda'), 'cuda:0', 'cpu', ...) given where vkconvt wants
+    the Vulkan device (an index or a substring of its name). Returns value."""
+    torch = _torch()
+    if torch is None or value is None:
+        return value
+    looks_torch = isinstance(value, torch.device)
+    if isinstance(value, str) and not value.strip().isdigit():
+        try:
+            torch.device(value)
+            looks_torch = True
+        except (RuntimeError, ValueError):
+            pass
+    if looks_torch:
+        raise ValueError(f"{name}={value!r} is a PyTorch device, but vkconvt's {name}= names the Vulkan device "
+                         f"(an index or a substring of its name, see `python -m vkconvt info`; None for the "
+                         f"default); tensors and parameters stay on the CPU (backend='numpy' computes there)")
+    return value
+
+
+def tensor_io(*names, wrap_result=True):
+    """Decorator: the arguments called `names` may be CPU tensors (see the module doc); the result
+    is wrapped like the first tensor argument (unless wrap_result=False, e.g. for __init__)."""
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        missing = [n for n in names if n not in sig.parameters]
+        if missing:
+            raise TypeError(f"tensor_io: {fn.__qualname__} has no parameter(s) {', '.join(missing)}")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            torch = _torch()
+            # torch not loaded, or no tensor among the arguments: nothing to do (the fast path)
+            if torch is None or not any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values())):
+                return fn(*args, **kwargs)
+            bound = sig.bind(*args, **kwargs)
+            io = TensorIO()
+            for name in names:
+                if name in bound.arguments:
+                    bound.arguments[name] = io.unwrap(name, bound.arguments[name])
+            if "device" in bound.arguments:
+                check_vulkan_device("device", bound.arguments["device"])
+            out = fn(*bound.args, **bound.kwargs)
+            return io.wrap(out) if wrap_result else out
+
+        wrapper.__vkconvt_tensor_io__ = True
+        return wrapper
+
+    return decorate
