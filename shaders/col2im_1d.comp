@@ -4,19 +4,20 @@
 // problem (vkconvt/schedule.py folds the large offsets on the host). Each invocation owns one output
 // element out[n, c, i] and sums the column entries that land on it (no atomics):
 //     out[n, c, i] (+)= sum over q < K, m < lc with i + pad == m*s + q*d of col[n, c, q, m]
-// for i in [i_begin, i_begin + i_count). Only the taps of the output's phase that land on one of
+// for i in [i_begin, i_begin + i_count); column rows are ldcol floats apart (the matmul kernel's
+// aligned leading dimension). Only the taps of the output's phase that land on one of
 // the lc columns are visited (their range is computed). Outputs i >= fresh_from are written
 // (bias + sum); outputs i < fresh_from already hold an earlier column chunk's sum and are added to:
 // the accumulate mode of the chunked gemm path.
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 
-layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (nb, C, K, lc)
+layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (nb, C, K, ldcol), lc used
 layout(std430, binding = 1) readonly buffer BufBias { float bias[]; };  // (C,) or (1,) unused
 layout(std430, binding = 2) buffer BufOut { float outp[]; };            // (nb, C, tw)
 
 layout(push_constant) uniform Push {
-    uint C; uint K; uint lc; uint tw; uint i_begin; uint i_count; uint fresh_from; uint has_bias;
+    uint C; uint K; uint lc; uint ldcol; uint tw; uint i_begin; uint i_count; uint fresh_from; uint has_bias;
     uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
@@ -44,7 +45,7 @@ void group(uvec3 G) {
         const uint row = (n * pc.C + c) * pc.K;
         for (int v = v_lo; v <= v_hi; ++v) {
             const uint q = q_r + uint(v) * pc.kp;
-            acc += col[(row + q) * pc.lc + uint(J - c_r - v * P)];
+            acc += col[(row + q) * pc.ldcol + uint(J - c_r - v * P)];
         }
     }
 

@@ -3,12 +3,13 @@
 Each case: shapes and hyper-parameters; its id names only what differs from the defaults, e.g.
 L13_K3_s2. Test ids read conv_transpose_1d[<backend>-<algorithm>-<case id>].
 """
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from vkconvt import backends
+from vkconvt import backends, kernels
 from vkconvt.metrics import nmse
 
 
@@ -87,6 +88,42 @@ def backend_params():
         for algo in ALGORITHMS:
             out.append(pytest.param(row["name"], algo, id=f"{row['name']}-{algo}", marks=marks))
     return out
+
+
+def variant_params(op_algorithm=None):
+    """(backend, algorithm, kernel) triples: the NumPy reference, Vulkan with its default choice
+    (kernel None), and Vulkan with each kernel variant forced ('direct' for conv kernels, 'gemm'
+    for matmul kernels); ids read <backend>-<algorithm>[-<kernel>]. A variant the device cannot run
+    is skipped with the reason."""
+    out = []
+    reason = backends.vulkan_reason()
+    vk_marks = () if reason is None else (pytest.mark.skip(reason=f"vulkan: {reason}"),)
+    for algo in ALGORITHMS:
+        out.append(pytest.param("numpy", algo, None, id=f"numpy-{algo}"))
+        out.append(pytest.param("vulkan", algo, None, id=f"vulkan-{algo}", marks=vk_marks))
+    for op, algo in (("conv_transpose_1d", "direct"), ("matmul", "gemm")):
+        for kern in kernels.variants(op):
+            marks = vk_marks
+            if reason is None and not backends.get("vulkan").supports(kern):
+                marks = (pytest.mark.skip(reason=f"{kern.name}: this device lacks what it needs"),)
+            out.append(pytest.param("vulkan", algo, kern.name, id=f"vulkan-{algo}-{kern.name}", marks=marks))
+    return out
+
+
+@contextlib.contextmanager
+def forced(kernel):
+    """Run `kernel` wherever it can (else the op's portable kernel) inside the block."""
+    if kernel is None:
+        yield
+        return
+    be = backends.get("vulkan")
+    saved = be.choice
+    op = kernels.KERNELS[kernel].op
+    be.choice = dict(saved, **{op: kernels.only(kernel, be.device_class)})
+    try:
+        yield
+    finally:
+        be.choice = saved
 
 
 def assert_close(out, ref, tol=1e-7):

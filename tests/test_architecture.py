@@ -20,12 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {
     "errors": 0, "env": 0, "metrics": 0, "timing": 0, "version": 0,
     "params": 1, "vkinfo": 1, "kernels": 1,
-    "shaders": 2, "fold": 2, "schedule": 3,
+    "shaders": 2, "fold": 2, "schedule": 3, "schedule_ops": 4,
     "device": 3, "costmodel": 4,
     "backends": 5,
     "planner": 6,
-    "interop": 6, "api": 7,
-    "tune": 8, "bench": 8, "torch": 8, "torch_models": 9, "cli": 10, "__main__": 11, "__init__": 11,
+    "interop": 6, "calls": 7, "api": 8,
+    "tune": 9, "bench": 9, "torch": 9, "torch_models": 10, "cli": 11, "__main__": 12, "__init__": 12,
 }
 
 

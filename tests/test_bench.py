@@ -33,12 +33,13 @@ def test_bench_quick(tmp_path):
     assert meta["device"] and meta["vulkan_api_version"]
 
     assert records and all(RECORD_KEYS <= set(r) for r in records)
-    assert {r["kind"] for r in records} == {"model", "sweep", "matmul"}
+    assert {r["kind"] for r in records} == {"model", "sweep", "matmul", "overhead"}
     impls = {r["impl"] for r in records}
     assert {"numpy", "vkconvt-direct", "vkconvt-gemm", "vkconvt-auto", "vkconvt-matmul"} <= impls
     for r in records:
         assert r["status"] == "ok", r
-        assert r["nmse"] <= 1e-7 and r["runs"] >= 2 and 0 < r["min_s"] <= r["median_s"]
+        assert r["runs"] >= 2 and 0 < r["min_s"] <= r["median_s"]
+        assert r["impl"] == "trivial-dispatch" or r["nmse"] <= 1e-7
     for r in records:
         if r["impl"] in ("vkconvt-direct", "vkconvt-gemm", "vkconvt-auto"):
             assert r["peak_bytes"] > 0 and r["workspace_bytes"] is not None
@@ -54,3 +55,5 @@ def test_bench_quick(tmp_path):
     assert len(rows) == len(records) and RECORD_KEYS <= set(rows[0])
     summary = (tmp_path / "summary.md").read_text()
     assert "| model" in summary and "auto against the faster algorithm" in summary
+    assert "speed targets" in summary and "per-call overhead" in summary
+    assert meta["torch_process"], "PyTorch must be timed in a process of its own"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import vkconvt
-from cases import CASE_IDS, CASES, assert_close, backend_params
+from vkconvt import backends, kernels
+from cases import CASE_IDS, CASES, Case, assert_close, backend_params, forced, variant_params
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the independent oracle for the reference")
 
@@ -24,12 +25,35 @@ def test_reference_matches_torch(case, algorithm):
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("backend,algorithm", backend_params())
-def test_conv_transpose_1d(case, backend, algorithm):
+@pytest.mark.parametrize("backend,algorithm,kernel", variant_params())
+def test_conv_transpose_1d(case, backend, algorithm, kernel):
     x, w, b = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="direct", backend="numpy")
-    out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend=backend)
+    with forced(kernel):
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend=backend)
+        if kernel is not None:
+            used = {d.kernel for st in backends.get("vulkan").last_run.schedule.steps for d in st.dispatches}
+            assert used <= {kernel, kernels.FALLBACK[kernels.KERNELS[kernel].op], "col2im_1d"}, used
     assert_close(out, ref)
+
+
+@pytest.mark.parametrize("backend,algorithm,kernel", [p for p in variant_params() if p.values[2] is not None])
+@pytest.mark.parametrize("bad", [np.inf, np.nan], ids=["inf", "nan"])
+def test_non_finite_weights_in_every_variant(bad, backend, algorithm, kernel):
+    """Kernels that may multiply a weight by a zero margin switch to their exact variant when a
+    weight is not finite: the result is PyTorch's, NaN/inf exactly where PyTorch has them."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    w[1, 2, 0] = bad
+    w[3, 0, 4] = bad
+    ref = torch_ref(Case(n=2, c_in=4, c_out=3, l=9, k=5, stride=3, padding=1), x, w, None).astype(np.float32)
+    with forced(kernel):
+        out = vkconvt.conv_transpose1d(x, w, stride=3, padding=1, algorithm=algorithm, backend=backend)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
+    finite = np.isfinite(ref)
+    assert_close(out[finite], ref[finite])
 
 
 # Small integer cases whose outputs are worked out by hand (no oracle involved).
@@ -64,12 +88,18 @@ MATMUL = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((3, 37, 19), (3, 19, 45)), ((2, 3
           ((17, 64), (4, 64, 9)), ((130, 257), (257, 70))]
 
 
-@pytest.mark.parametrize("backend,algorithm", [p for p in backend_params() if p.values[1] == "direct"])
+MATMUL_VARIANTS = [p for p in variant_params() if p.values[1] == "direct" and p.values[2] is None
+                   or p.values[2] in kernels.KERNELS and kernels.KERNELS[p.values[2]].op == "matmul"]
+
+
+@pytest.mark.parametrize("backend,algorithm,kernel", MATMUL_VARIANTS)
 @pytest.mark.parametrize("sa,sb", MATMUL, ids=[f"{'x'.join(map(str, a))}@{'x'.join(map(str, b))}" for a, b in MATMUL])
-def test_matmul(sa, sb, backend, algorithm):
+def test_matmul(sa, sb, backend, algorithm, kernel):
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(sa).astype(np.float32), rng.standard_normal(sb).astype(np.float32)
-    assert_close(vkconvt.matmul(a, b, backend=backend), np.matmul(a.astype(np.float64), b))
+    with forced(kernel):
+        out = vkconvt.matmul(a, b, backend=backend)
+    assert_close(out, np.matmul(a.astype(np.float64), b))
 
 
 COL2IM = [((2, 5, 4, 11), dict(stride=3, padding=2, dilation=2, output_padding=1)),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vkconvt
-from vkconvt import backends, planner
+from vkconvt import backends, kernels, planner
 from vkconvt.errors import DeviceOutOfMemory, WorkspaceTooSmall
 from cases import Case, assert_close
 
@@ -60,7 +60,9 @@ def test_plan_and_explain():
     assert pl.algorithm in ("direct", "gemm") and pl.backend == "vulkan"
     assert set(pl.predicted_s) == {"direct", "gemm"} and all(t > 0 for t in pl.predicted_s.values())
     assert pl.algorithm == min(pl.predicted_s, key=pl.predicted_s.get)
-    assert pl.workspace_bytes["direct"] == 0 and pl.workspace_bytes["gemm"] == 256 * 16 * 86 * 4
+    # the column buffer: 256*16 rows of the 86 inputs, padded to the matmul kernel's alignment
+    al = kernels.KERNELS[backends.get("vulkan").choice["matmul"][0][0]].align
+    assert pl.workspace_bytes["direct"] == 0 and pl.workspace_bytes["gemm"] == 256 * 16 * kernels.round_up(86, al) * 4
     text = pl.explain()
     assert "chosen: vulkan" in text and "predicted" in text and "fastest" in text
     forced = vkconvt.plan((1, 512, 86), (512, 256, 16), stride=8, padding=4, algorithm="gemm")

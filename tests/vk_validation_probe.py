@@ -19,12 +19,12 @@ from cases import CASES, Case, assert_close
 
 
 def variant_choices(be):
-    """The backend's default choice, then each other kernel variant swapped in alone."""
+    """The backend's default choice, then each kernel variant forced alone."""
     out = [dict(be.choice)]
     for op in kernels.OPS:
         for k in kernels.variants(op):
-            if k.name != be.choice[op][0] and be.supports(k):
-                out.append(dict(be.choice, **{op: (k.name, k.defaults[be.device_class])}))
+            if be.supports(k) and len(kernels.variants(op)) > 1:
+                out.append(dict(be.choice, **{op: kernels.only(k.name, be.device_class)}))
     return out
 
 
@@ -47,7 +47,8 @@ def run_cases():
                     for algo in ("direct", "gemm"):
                         out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algo, backend="vulkan")
                         assert_close(out, ref)
-                        print(f"ok staged={staged} buf={limit} {algo} {case.id} {sorted(choice.items())}", flush=True)
+                        used = sorted({d.kernel for st in be.last_run.schedule.steps for d in st.dispatches})
+                        print(f"ok staged={staged} buf={limit} {algo} {case.id} {used}", flush=True)
                 rng = np.random.default_rng(0)
                 a, m = rng.standard_normal((2, 33, 17)).astype(np.float32), rng.standard_normal((17, 40)).astype(np.float32)
                 assert_close(vkconvt.matmul(a, m, backend="vulkan"), np.matmul(a.astype(np.float64), m))
@@ -68,8 +69,8 @@ def run_hazard():
     a, b, c, bias, out = (dev.buffer(r, s) for r, s in (("ha", m * k), ("hb", k * n), ("hc", m * n), ("hbias", 1),
                                                          ("hout", 64)))
     limits = be.limits()
-    mm = make_dispatch("matmul", MatmulLocal(1, m, n, k, k, n, n, 1, 0, 0, 0, 0), kernels.KERNELS["matmul"].defaults["cpu"],
-                       limits)
+    mm = make_dispatch("matmul", MatmulLocal(1, m, n, k, k, n, n, 1, 0, 0, 0, 0),
+                       kernels.KERNELS["matmul"].defaults["cpu"], limits)
     ci = make_dispatch("col2im_1d", Col2imLocal(1, 1, 8, 16, 1, 1, 0, 23, 0, 23, 0, False),
                        kernels.KERNELS["col2im_1d"].defaults["cpu"], limits)
     ops = []

@@ -10,7 +10,7 @@ All accept anything np.asarray takes and return NumPy float32 arrays; given CPU 
 return a torch.Tensor in the first tensor's floating dtype (vkconvt/interop.py; torch is never
 imported by vkconvt itself).
 """
-from . import backends, planner
+from . import backends, calls, planner
 from .interop import tensor_io
 from .params import (Weights, as_float32, check_algorithm, check_conv_args, check_host_memory, check_hyper,
                      check_layer_args, output_length)
@@ -29,19 +29,28 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     backend: "vulkan", "numpy", "auto" (the planner picks the faster backend) or None (default).
     device: a Vulkan device index or a substring of its name.
     """
+    sig = calls.signature(x, weight, bias, (stride, padding, output_padding, groups, dilation), algorithm, backend,
+                          device, max_workspace_bytes)
+    hit = calls.get(sig)
+    if hit is not None:                  # a call exactly like an earlier valid one: validated then
+        run, batched = hit
+        out = run(x if batched else x[None], Weights(weight, bias))
+        return out if batched else out[0]
     check_algorithm(algorithm)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
                                                   dilation)
-    out = run_conv(p, x, Weights(weight, bias), algorithm, backend, device, max_workspace_bytes)
+    out, run = run_conv(p, x, Weights(weight, bias), algorithm, backend, device, max_workspace_bytes)
+    calls.put(sig, (run, batched), p)
     return out if batched else out[0]
 
 
 def run_conv(p, x, weights, algorithm, backend, device, max_workspace_bytes):
-    """Plan (cached) and run one validated call."""
+    """Plan (cached) and run one validated call; returns (out, a runner for the same call again)."""
     check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
     plan = planner.make_plan(p, algorithm, backend, device, max_workspace_bytes)
     be = backends.get(plan.backend, device=device if plan.backend == "vulkan" else None)
-    return be.conv_transpose1d(plan, x, weights)
+    run = be.runner(plan) if hasattr(be, "runner") else (lambda x, w: be.conv_transpose1d(plan, x, w))
+    return run(x, weights), run
 
 
 class ConvTranspose1d:
@@ -70,6 +79,7 @@ class ConvTranspose1d:
         elif device is not None:
             raise ValueError(f"device={device!r} needs the Vulkan backend; the layer's backend is {name or 'numpy'!r}")
         self.weights = Weights(weight, bias, keep=True)
+        self._calls = {}
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
 
@@ -83,8 +93,19 @@ class ConvTranspose1d:
 
     @tensor_io("x")
     def __call__(self, x):
+        sig = calls.signature(x, self.weights.weight, self.weights.bias, tuple(self.hyper.values()), self.algorithm,
+                              self.backend, self.device, self.max_workspace_bytes)
+        hit = self._calls.get(sig) if sig is not None else None
+        if hit is not None:
+            run, batched = hit
+            out = run(x if batched else x[None], self.weights)
+            return out if batched else out[0]
         x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper)
-        out = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device, self.max_workspace_bytes)
+        out, run = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device, self.max_workspace_bytes)
+        if sig is not None and calls.cacheable(p):
+            if len(self._calls) >= 8:
+                self._calls.clear()
+            self._calls[sig] = (run, batched)
         return out if batched else out[0]
 
 

@@ -84,7 +84,24 @@ def validate(data):
     kc = data.get("kernels", {})
     if not isinstance(kc, dict):
         raise ValueError("'kernels' must be an object")
+    for op, entries in kc.items():
+        if op not in kernels.OPS or not isinstance(entries, list) or not entries:
+            raise ValueError(f"kernels.{op}: not an op with a non-empty list of [kernel, spec]")
+        for entry in entries:
+            ok = isinstance(entry, list) and len(entry) == 2 and entry[0] in kernels.KERNELS
+            kern = kernels.KERNELS.get(entry[0]) if ok else None
+            if not ok or kern.op != op or not isinstance(entry[1], list) or len(entry[1]) != len(kern.spec) \
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 16 for v in entry[1]):
+                raise ValueError(f"kernels.{op}: bad entry {entry!r}")
     return data
+
+
+def tuned_choice(data):
+    """The kernel choice `tune` stored with the model ({op: ((name, spec), ...)}), or None."""
+    kc = data.get("kernels")
+    if not kc:
+        return None
+    return {op: tuple((name, tuple(spec)) for name, spec in entries) for op, entries in kc.items()}
 
 
 _loaded = {}
@@ -125,6 +142,7 @@ def save(info, data):
         json.dump(data, f, indent=1, sort_keys=True)
     os.replace(tmp, path)       # atomic: a reader never sees half a file
     _loaded.pop(info, None)
+    env.bump_generation()
     return path
 
 

@@ -73,6 +73,30 @@ def parse_bytes(text, name="VKCONVT_MAX_WORKSPACE"):
     return value
 
 
+_RAW = getattr(os.environ, "_data", None)    # CPython's bytes-keyed store: read without encoding keys
+_PLAN_VARIABLES = tuple(v.encode() for v in ("VKCONVT_BACKEND", "VKCONVT_DEVICE", "VKCONVT_MAX_WORKSPACE"))
+
+
+def plan_snapshot():
+    """The raw values of the variables plans depend on (cheap: the call cache reads it every call)."""
+    if _RAW is not None:
+        return (_RAW.get(_PLAN_VARIABLES[0]), _RAW.get(_PLAN_VARIABLES[1]), _RAW.get(_PLAN_VARIABLES[2]))
+    return tuple(os.environ.get(v.decode()) for v in _PLAN_VARIABLES)
+
+
+_generation = [0]
+
+
+def generation():
+    """A counter bumped whenever a setting that plans depend on changes in this process (a budget,
+    a cost model, a backend's limits or kernels): cached calls made before are not reused."""
+    return _generation[0]
+
+
+def bump_generation():
+    _generation[0] += 1
+
+
 def default_backend():
     """VKCONVT_BACKEND, or None (the registry checks the name and names the variable)."""
     return _get("VKCONVT_BACKEND")

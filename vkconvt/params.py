@@ -138,6 +138,17 @@ class Weights:
         self.token = object() if keep else None
         self._layouts = {}
 
+    @property
+    def finite(self):
+        """Whether every weight is finite (kernels may then multiply a weight by a zero margin);
+        kept weights are checked once. A sum overflowing to inf only costs the exact kernels."""
+        if self.token is not None and "finite" in self._layouts:
+            return self._layouts["finite"]
+        ok = bool(np.isfinite(np.sum(self.weight, dtype=np.float32)))
+        if self.token is not None:
+            self._layouts["finite"] = ok
+        return ok
+
     def layout(self, key, make):
         """make(weight) computed once per key (e.g. the gemm layout) when the weights are kept."""
         if self.token is None:

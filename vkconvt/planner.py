@@ -30,6 +30,7 @@ def set_max_workspace_bytes(nbytes):
     """Set the process-wide workspace budget (bytes; None restores the default)."""
     global _global_budget
     _global_budget = None if nbytes is None else check_budget(nbytes)
+    env.bump_generation()
 
 
 def check_budget(nbytes, name="max_workspace_bytes"):
@@ -75,20 +76,39 @@ class ConvPlan:
     schedule: object = None                    # what the Vulkan backend runs (None on NumPy)
     limits: object = None
     choice: dict = None
+    _needs_finite: Optional[bool] = None
+    _safe: object = None
 
-    def attempts(self):
-        """The schedules to try in turn: the planned one; with algorithm='auto', out of device
-        memory, gemm with ever smaller column chunks and then direct (no workspace)."""
-        yield self.schedule
+    @property
+    def needs_finite(self):
+        """Whether the schedule runs a kernel that is exact only for finite weights (its safe spec
+        differs): the backend then checks the weights and takes safe_schedule() when one is not."""
+        if self._needs_finite is None:
+            self._needs_finite = self.schedule is not None and any(
+                kernels.KERNELS[d.kernel].safe is not None and kernels.KERNELS[d.kernel].safe(d.spec) != d.spec
+                for st in self.schedule.steps for d in st.dispatches)
+        return self._needs_finite
+
+    def safe_schedule(self):
+        if self._safe is None:
+            self._safe = schedule.schedule_conv(self.params, self.algorithm, self.limits, self.max_workspace_bytes,
+                                                self.choice, safe=True)
+        return self._safe
+
+    def attempts(self, safe=False):
+        """The schedules to try in turn: the planned one (its safe twin for non-finite weights);
+        with algorithm='auto', out of device memory, gemm with ever smaller column chunks and then
+        direct (no workspace)."""
+        yield self.safe_schedule() if safe else self.schedule
         if self.requested != "auto":
             return
         p = self.params
         cap = self.max_workspace_bytes // 4
         while self.algorithm == "gemm" and cap >= 4 * p.k * 64:
-            yield schedule.schedule_conv(p, "gemm", self.limits, cap, self.choice)
+            yield schedule.schedule_conv(p, "gemm", self.limits, cap, self.choice, safe=safe)
             cap //= 4
         if self.algorithm != "direct":
-            yield schedule.schedule_conv(p, "direct", self.limits, self.max_workspace_bytes, self.choice)
+            yield schedule.schedule_conv(p, "direct", self.limits, self.max_workspace_bytes, self.choice, safe=safe)
 
     def out_of_memory(self, last):
         p = self.params
@@ -117,8 +137,13 @@ class ConvPlan:
         how = "requested" if self.requested != "auto" else "auto"
         lines.append(f"chosen: {self.backend} {self.algorithm} ({how}): {self.reason}")
         if self.schedule is not None:
-            kinds = ", ".join(f"{op} {name}{tuple(spec)}" for op, (name, spec) in sorted(self.choice.items()))
-            lines.append(f"kernels: {kinds}")
+            used = {}
+            for st in self.schedule.steps:
+                for d in st.dispatches:
+                    used.setdefault(d.kernel, set()).add(tuple(d.spec))
+            kinds = "; ".join(f"{name} {', '.join(str(sp) for sp in sorted(specs))}" for name, specs in used.items())
+            lines.append(f"kernels: {kinds or 'none (no input reaches the output)'}"
+                         + ("; exact variants taken for non-finite weights" if self.needs_finite else ""))
         if self.model_source:
             lines.append(f"cost model: {self.model_source}")
         return "\n".join(lines)

@@ -16,11 +16,11 @@ from typing import Dict, List, Tuple
 
 from . import kernels
 from .errors import VkconvtMemoryError, WorkspaceTooSmall
-from .fold import INT_LIMIT, Fold, fold_window, trimmed, unrepresentable, window_bounds
-from .kernels import Col2imLocal, ConvLocal, MatmulLocal, cdiv
+from .fold import INT_LIMIT, Fold, trimmed, unrepresentable, window_bounds
+from .kernels import Col2imLocal, ConvLocal, MatmulLocal, cdiv, round_up
 from .params import FLOAT_BYTES
 
-__all__ = ["Fold", "Limits", "schedule_conv", "schedule_matmul", "schedule_col2im", "split", "window_bounds"]
+__all__ = ["Fold", "Limits", "schedule_conv", "split", "runs", "window_bounds", "x_layout"]
 MIN_CHUNK = 256              # input positions per gemm chunk worth keeping before batch/channels split
 MAX_WINDOWS = 1 << 20       # output windows worth listing; a problem needing more is refused
 COUNTERS = {"schedule_conv": 0}   # complete conv schedules computed in this process (tests read it)
@@ -28,8 +28,10 @@ COUNTERS = {"schedule_conv": 0}   # complete conv schedules computed in this pro
 
 @dataclass(frozen=True)
 class Limits:
-    """What the device allows: bytes per storage buffer (maxStorageBufferRange)."""
+    """What the device allows: bytes per storage buffer (maxStorageBufferRange), and what kernels
+    it can run (kernels.Device: shared memory, invocations, subgroups, device class)."""
     max_buffer_bytes: int
+    device: kernels.Device = kernels.Device()
 
 
 def split(sizes, over, fail):
@@ -129,6 +131,7 @@ class ConvSchedule:
     lchunk: int = 0
     complete: bool = True                 # every piece (False: classes of pieces with counts)
     budget: int = 0                       # the workspace budget it was cut for
+    safe: bool = False                    # specs exact for non-finite weights
     key: tuple = ()                       # what identifies it (the device's recording cache key)
 
     @property
@@ -151,7 +154,7 @@ class ConvSchedule:
         return out
 
 
-def conv_geometry(p, algorithm, limits, budget, x_layout):
+def conv_geometry(p, algorithm, limits, budget, x_bound, align=1):
     """Piece sizes {nb, gc, cc, ic, tw}: every buffer fits the device, the gemm column buffer of
     one input position fits the budget, and every folded index fits 32 bits."""
     cap = limits.max_buffer_bytes
@@ -170,9 +173,9 @@ def conv_geometry(p, algorithm, limits, budget, x_layout):
             return ["gc", "cc", "ic", "tw"]
         if algorithm == "gemm":
             per_pos = nb * gc * cc * kw * FLOAT_BYTES
-            if per_pos > col_budget or (per_pos * min(lw, MIN_CHUNK) > col_budget and nb * gc * cc > 1):
+            if per_pos * align > col_budget or (per_pos * min(lw, MIN_CHUNK) > col_budget and nb * gc * cc > 1):
                 return ["nb", "gc", "cc", "tw"]
-        if nb * gc * ic * x_layout(lw)[1] * FLOAT_BYTES > cap:
+        if nb * gc * ic * x_bound(lw) * FLOAT_BYTES > cap:
             return ["nb", "gc", "ic", "tw"]
         if nb * gc * cc * tw * FLOAT_BYTES > cap:
             return ["nb", "gc", "cc", "tw"]
@@ -182,8 +185,8 @@ def conv_geometry(p, algorithm, limits, budget, x_layout):
         lw, kw, vmax = bounds(sz)
         if vmax >= INT_LIMIT:
             unrepresentable(f"conv_transpose1d {p.tag()}", p.stride, p.dilation, p.padding)
-        if algorithm == "gemm" and kw * FLOAT_BYTES > col_budget:
-            need = kw * FLOAT_BYTES
+        if algorithm == "gemm" and kw * FLOAT_BYTES * align > col_budget:
+            need = kw * FLOAT_BYTES * align
             raise WorkspaceTooSmall(
                 f"conv_transpose1d {p.tag()}: algorithm 'gemm' needs at least {need} bytes of workspace "
                 f"(one column of K={kw} floats) but the budget is {col_budget} bytes", need, col_budget)
@@ -232,27 +235,37 @@ def _counted(items, complete):
     return [(r, 1) for r in items] if complete else items
 
 
-def direct_dispatches(piece, p, choice, limits):
-    name, spec = choice["conv_transpose_1d"]
+def direct_dispatches(piece, p, choice, limits, safe):
+    """One dispatch of the first conv kernel of the choice that takes this piece."""
     loc = piece.local(p.bias)
-    return [make_dispatch(name, loc, kernels.direct_spec(spec, loc), limits)]
+    name, spec = kernels.pick("conv_transpose_1d", choice, loc, limits.device, safe)
+    return [make_dispatch(name, loc, spec, limits)]
+
+
+def matmul_align(choice):
+    """Row alignment (floats) of the gemm operands: what the first matmul kernel of the choice needs
+    (every later one, down to the portable kernel, reads any alignment)."""
+    return kernels.KERNELS[choice["matmul"][0][0]].align
 
 
 def gemm_dispatches(piece, p, choice, limits, lchunk):
     """Column chunks of lchunk inputs: matmul into the column buffer, then col2im_1d, which adds
-    to the outputs an earlier chunk already wrote (before `fresh`) and writes the others."""
+    to the outputs an earlier chunk already wrote (before `fresh`) and writes the others. Operand
+    rows are padded to the matmul kernel's alignment: x rows ldx, weight rows lda, column rows ldc."""
     loc = piece.local(p.bias)
-    mm_name, mm_spec = choice["matmul"]
-    c2i_name, c2i_spec = choice["col2im_1d"]
+    al = matmul_align(choice)
+    lda, ldx = round_up(loc.cig, al), round_up(loc.lw, al)
     m = loc.cog * loc.K
     out, fresh = [], 0
     chunks = runs(loc.lw, lchunk)
     for qi, (q0, q1) in enumerate(chunks):
         lc = q1 - q0
-        mm = MatmulLocal(batch=loc.nb * loc.G, M=m, N=lc, K=loc.cig, lda=loc.cig, ldb=loc.lw, ldc=lc,
-                         a_batch_mod=loc.G, a_batch_stride=m * loc.cig, b_batch_stride=loc.cig * loc.lw,
-                         c_batch_stride=m * lc, b_offset=q0)
-        out.append(make_dispatch(mm_name, mm, mm_spec, limits))
+        ldc = round_up(lc, al)
+        mm = MatmulLocal(batch=loc.nb * loc.G, M=m, N=lc, K=loc.cig, lda=lda, ldb=ldx, ldc=ldc,
+                         a_batch_mod=loc.G, a_batch_stride=m * lda, b_batch_stride=loc.cig * ldx,
+                         c_batch_stride=m * ldc, b_offset=q0)
+        name, spec = kernels.pick("matmul", choice, mm, limits.device)
+        out.append(make_dispatch(name, mm, spec, limits))
         lo = q0 * loc.s - loc.pad
         hi = (q1 - 1) * loc.s + (loc.K - 1) * loc.d - loc.pad
         begin = max(0, min(lo, fresh))
@@ -260,148 +273,72 @@ def gemm_dispatches(piece, p, choice, limits, lchunk):
         if end <= begin:
             continue
         c2i = Col2imLocal(loc.nb, loc.G * loc.cog, loc.K, lc, loc.s, loc.d, loc.pad - q0 * loc.s, loc.tw, begin,
-                          end - begin, fresh, loc.has_bias)
-        out.append(make_dispatch(c2i_name, c2i, c2i_spec, limits))
+                          end - begin, fresh, loc.has_bias, ldc)
+        name, spec = kernels.pick("col2im_1d", choice, c2i, limits.device)
+        out.append(make_dispatch(name, c2i, spec, limits))
         fresh = max(fresh, end)
     return out
 
 
-def schedule_conv(p, algorithm, limits, budget, choice, complete=True):
+def x_layout(step, algorithm, choice):
+    """(xoff, ldx) of a step's input rows in the x buffer."""
+    d, f = step.dispatches[0], step.piece.fold
+    if algorithm == "gemm":
+        return 0, round_up(max(f.lw, 1), matmul_align(choice))
+    return kernels.KERNELS[d.kernel].x_layout(d.local, d.spec)
+
+
+def w_floats(step, algorithm, choice):
+    d, loc = step.dispatches[0], step.dispatches[0].local
+    if algorithm == "gemm":
+        pc = step.piece
+        return (pc.g1 - pc.g0) * (pc.co1 - pc.co0) * step.piece.fold.kw * d.local.lda
+    return kernels.KERNELS[d.kernel].w_floats(loc, d.spec)
+
+
+def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=False):
     """The ConvSchedule of conv_transpose1d p with algorithm 'direct' or 'gemm'; complete=False
-    gives its classes of pieces with their counts instead of every piece (see conv_pieces)."""
-    direct_kernel = kernels.KERNELS[choice["conv_transpose_1d"][0]]
-    spec = choice["conv_transpose_1d"][1]
-    x_layout = (lambda lw: direct_kernel.x_layout(lw, spec)) if algorithm == "direct" else (lambda lw: (0, lw))
-    g = conv_geometry(p, algorithm, limits, budget, x_layout)
-    sched = ConvSchedule(p, algorithm, limits, dict(choice), g, complete=complete, budget=budget)
-    sched.key = (p, algorithm, limits, budget if algorithm == "gemm" else None, tuple(sorted(choice.items())))
+    gives its classes of pieces with their counts instead of every piece (see conv_pieces);
+    safe=True: kernel specs exact for non-finite weights."""
+    al = matmul_align(choice) if algorithm == "gemm" else 1
+    try:
+        g = conv_geometry(p, algorithm, limits, budget, lambda lw: round_up(lw, al), al)
+    except VkconvtMemoryError:
+        if al == 1:
+            raise
+        # the aligned matmul kernel's padded columns do not fit: the portable one needs no padding
+        portable = dict(choice, matmul=tuple(c for c in choice["matmul"] if c[0] == kernels.FALLBACK["matmul"]))
+        return schedule_conv(p, algorithm, limits, budget, portable, complete, safe)
+    sched = ConvSchedule(p, algorithm, limits, dict(choice), g, complete=complete, budget=budget, safe=safe)
+    sched.key = (p, algorithm, limits, budget if algorithm == "gemm" else None, tuple(sorted(choice.items())), safe)
     pieces = conv_pieces(p, g, complete)
     live = [pc for pc, _ in pieces if not pc.empty]
     lw_max = max([pc.fold.lw for pc in live], default=1)
     kw_max = max([pc.fold.kw for pc in live], default=1)
-    sched.x_floats = g["nb"] * g["gc"] * g["ic"] * max(x_layout(lw_max)[1], 1)
-    sched.w_floats = g["gc"] * g["ic"] * g["cc"] * kw_max
     sched.out_floats = g["nb"] * g["gc"] * g["cc"] * g["tw"]
     if algorithm == "gemm":
         per_pos = g["nb"] * g["gc"] * g["cc"] * kw_max * FLOAT_BYTES
-        sched.lchunk = max(1, min(lw_max, min(limits.max_buffer_bytes, budget) // per_pos))
-        sched.col_floats = g["nb"] * g["gc"] * g["cc"] * kw_max * sched.lchunk
+        room = min(limits.max_buffer_bytes, budget) // per_pos
+        sched.lchunk = lw_max if room >= round_up(lw_max, al) else max(al, room // al * al)
+        sched.col_floats = g["nb"] * g["gc"] * g["cc"] * kw_max * round_up(sched.lchunk, al)
     memo = {}         # pieces with the same local problem share their dispatches
     for pc, count in pieces:
         loc = pc.local(p.bias)
         if not pc.empty and loc not in memo:
-            memo[loc] = (direct_dispatches(pc, p, choice, limits) if algorithm == "direct"
+            memo[loc] = (direct_dispatches(pc, p, choice, limits, safe) if algorithm == "direct"
                          else gemm_dispatches(pc, p, choice, limits, sched.lchunk))
-        sched.steps.append(Step(pc, [] if pc.empty else memo[loc], count))
+        step = Step(pc, [] if pc.empty else memo[loc], count)
+        if not pc.empty:
+            xoff, ldx = x_layout(step, algorithm, choice)
+            sched.x_floats = max(sched.x_floats, (pc.n1 - pc.n0) * (pc.g1 - pc.g0) * (pc.ci1 - pc.ci0) * ldx)
+            sched.w_floats = max(sched.w_floats, w_floats(step, algorithm, choice))
+        sched.steps.append(step)
+    if FLOAT_BYTES * max(sched.x_floats, sched.w_floats) > limits.max_buffer_bytes:
+        # a kernel's zero margins or padded layout overflow a buffer cut to the limit: the
+        # portable kernels need neither (pieces were cut for them)
+        portable = {op: tuple(c for c in choice[op] if c[0] == kernels.FALLBACK[op]) for op in choice}
+        if portable != dict(choice):
+            return schedule_conv(p, algorithm, limits, budget, portable, complete, safe)
     if complete:
         COUNTERS["schedule_conv"] += 1
     return sched
-
-
-# ------------------------------------------------------------------------------------ matmul
-@dataclass(frozen=True)
-class MatmulPiece:
-    b0: int
-    b1: int
-    r0: int
-    r1: int
-    c0: int
-    c1: int
-
-
-@dataclass
-class OpSchedule:
-    """The schedule of a standalone matmul or col2im_1d call: buffer sizes and steps."""
-    op: str
-    steps: List[Step]
-    floats: Dict[str, int]
-
-
-def schedule_matmul(a_batch, b_batch, m, kdim, n, limits, choice):
-    """C (batch, m, n) = A (a_batch, m, kdim) . B (b_batch, kdim, n); a batch of 1 broadcasts."""
-    cap = limits.max_buffer_bytes
-    batch = max(a_batch, b_batch)
-
-    def sizes(sz):
-        bb, rows, cols = sz["bb"], sz["rows"], sz["cols"]
-        return ((bb if a_batch > 1 else 1) * rows * kdim * FLOAT_BYTES,
-                (bb if b_batch > 1 else 1) * kdim * cols * FLOAT_BYTES, bb * rows * cols * FLOAT_BYTES)
-
-    def over(sz):
-        sa, sb, sc = sizes(sz)
-        if max(sa, sb, sc) <= cap:
-            return None
-        if sa > cap or (sc > cap and sz["rows"] >= sz["cols"]):
-            return ["bb", "rows", "cols"]
-        return ["bb", "cols", "rows"]
-
-    def fail(sz):
-        raise VkconvtMemoryError(f"matmul: one row of K={kdim} floats ({kdim * FLOAT_BYTES} bytes) exceeds the "
-                                 f"device's {cap}-byte storage buffers", kdim * FLOAT_BYTES, cap)
-
-    g = split(dict(bb=batch, rows=m, cols=n), over, fail)
-    name, spec = choice["matmul"]
-    steps = []
-    for b0, b1 in runs(batch, g["bb"]):
-        for r0, r1 in runs(m, g["rows"]):
-            for c0, c1 in runs(n, g["cols"]):
-                mr, nc, nbp = r1 - r0, c1 - c0, b1 - b0
-                loc = MatmulLocal(batch=nbp, M=mr, N=nc, K=kdim, lda=kdim, ldb=nc, ldc=nc,
-                                  a_batch_mod=nbp if a_batch > 1 else 1, a_batch_stride=mr * kdim,
-                                  b_batch_stride=kdim * nc if b_batch > 1 else 0, c_batch_stride=mr * nc,
-                                  b_offset=0)
-                steps.append(Step(MatmulPiece(b0, b1, r0, r1, c0, c1), [make_dispatch(name, loc, spec, limits)]))
-    sa, sb, sc = (v // FLOAT_BYTES for v in sizes(g))
-    return OpSchedule("matmul", steps, {"a": sa, "b": sb, "c": sc})
-
-
-# ------------------------------------------------------------------------------------ col2im_1d
-@dataclass(frozen=True)
-class Col2imPiece:
-    n0: int
-    n1: int
-    c0: int
-    c1: int
-    t0: int
-    t1: int
-    fold: Fold
-
-
-def schedule_col2im(n, c, k, l_in, l_out, stride, padding, dilation, has_bias, limits, choice):
-    """col (n, c, k, l_in) -> out (n, c, l_out), cut over batch, channels and output windows."""
-    cap = limits.max_buffer_bytes
-
-    def over(sz):
-        lw, kw, vmax = window_bounds(l_in, k, stride, dilation, sz["tw"])
-        if vmax >= INT_LIMIT:
-            return ["tw"]
-        if sz["nb"] * sz["cc"] * kw * lw * FLOAT_BYTES > cap:
-            return ["nb", "cc", "tw"]
-        if sz["nb"] * sz["cc"] * sz["tw"] * FLOAT_BYTES > cap:
-            return ["nb", "cc", "tw"]
-        return None
-
-    def fail(sz):
-        lw, kw, vmax = window_bounds(l_in, k, stride, dilation, sz["tw"])
-        if vmax >= INT_LIMIT:
-            unrepresentable("col2im_1d", stride, dilation, padding)
-        raise VkconvtMemoryError(f"col2im_1d: the columns of one output position ({kw}x{lw} floats) exceed the "
-                                 f"device's {cap}-byte storage buffers", kw * lw * FLOAT_BYTES, cap)
-
-    g = split(dict(nb=n, cc=c, tw=l_out), over, fail)
-    if cdiv(l_out, g["tw"]) > MAX_WINDOWS:
-        unrepresentable("col2im_1d", stride, dilation, padding)
-    name, spec = choice["col2im_1d"]
-    steps, col_floats = [], 1
-    windows = [(t0, t1, fold_window(l_in, k, stride, dilation, padding, t0, t1)) for t0, t1 in runs(l_out, g["tw"])]
-    for n0, n1 in runs(n, g["nb"]):
-        for c0, c1 in runs(c, g["cc"]):
-            for t0, t1, f in windows:
-                pc = Col2imPiece(n0, n1, c0, c1, t0, t1, f)
-                if f.kw == 0:
-                    steps.append(Step(pc, []))
-                    continue
-                col_floats = max(col_floats, (n1 - n0) * (c1 - c0) * f.kw * f.lw)
-                loc = Col2imLocal(n1 - n0, c1 - c0, f.kw, f.lw, f.s, f.d, f.pad, t1 - t0, 0, t1 - t0, 0, has_bias)
-                steps.append(Step(pc, [make_dispatch(name, loc, spec, limits)]))
-    return OpSchedule("col2im_1d", steps, {"col": col_floats, "out": g["nb"] * g["cc"] * g["tw"]})

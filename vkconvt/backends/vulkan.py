@@ -7,11 +7,13 @@ repeated call only copies its pieces in, evaluates pre-recorded sequences and co
 """
 import os
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
 from .. import device as devmod
-from .. import kernels, schedule
+from .. import costmodel, env, kernels, schedule
+from . import vulkan_ops
 from ..errors import DeviceOutOfMemory
 
 name = "vulkan"
@@ -46,7 +48,10 @@ class Recording:
     tensor_ids: set = field(default_factory=set)
     algorithm_keys: set = field(default_factory=set)
 
+    alive: bool = True
+
     def destroy(self):
+        self.alive = False
         for seqs in self.seqs.values():
             for s in seqs:
                 s.destroy()
@@ -73,11 +78,56 @@ class VulkanBackend:
         self._dev = devmod.get_device(index)
         info = self._dev.info
         self.device_class = "cpu" if info.type == "cpu" else "gpu"
-        self.choice = kernels.default_choice(self.device_class)
-        # Overridable for tests, so that splitting is exercised on small problems too.
-        self.max_buffer_bytes = info.max_storage_buffer_range
-        self.collect_timestamps = False
+        self.kernel_device = kernels.Device(self.device_class, info.max_shared_memory, info.max_workgroup_invocations,
+                                            info.subgroup_size, info.subgroup_ops)
+        self._choice = MappingProxyType(self._initial_choice())
+        self._max_buffer_bytes = info.max_storage_buffer_range
+        self._collect_timestamps = False
         self.last_run = None
+
+    def _initial_choice(self):
+        """The kernels `tune` chose on this device (when its stored model has them and this device
+        runs them), else the device class's defaults; the portable kernels stay as the fallback."""
+        choice = kernels.default_choice(self.device_class)
+        tuned = costmodel.tuned_choice(costmodel.load(self._dev.info)[0])
+        for op, entries in (tuned or {}).items():
+            keep = tuple(e for e in entries if kernels.KERNELS[e[0]].supported(self.kernel_device, e[1]))
+            if keep:
+                choice[op] = tuple(dict.fromkeys(keep + kernels.only(kernels.FALLBACK[op], self.device_class)))
+        return choice
+
+    # Settings plans depend on: setting one bumps the settings generation, so no cached call
+    # made under the old value is reused.
+    @property
+    def choice(self):
+        """{op: ((kernel name, spec), ...)}: the kernels each op tries, in order (read-only; assign a
+        new dict)."""
+        return self._choice
+
+    @choice.setter
+    def choice(self, value):
+        self._choice = MappingProxyType(dict(value))
+        env.bump_generation()
+
+    @property
+    def max_buffer_bytes(self):
+        """The largest buffer a plan may use: the device's maxStorageBufferRange (tests lower it)."""
+        return self._max_buffer_bytes
+
+    @max_buffer_bytes.setter
+    def max_buffer_bytes(self, value):
+        self._max_buffer_bytes = int(value)
+        env.bump_generation()
+
+    @property
+    def collect_timestamps(self):
+        """Record device timestamps (the benchmark's device times)."""
+        return self._collect_timestamps
+
+    @collect_timestamps.setter
+    def collect_timestamps(self, value):
+        self._collect_timestamps = bool(value)
+        env.bump_generation()
 
     @property
     def dev(self):
@@ -94,11 +144,11 @@ class VulkanBackend:
         return self._dev.info.describe()
 
     def limits(self):
-        return schedule.Limits(self.max_buffer_bytes)
+        return schedule.Limits(self.max_buffer_bytes, self.kernel_device)
 
     def supports(self, kernel):
         """Whether this device offers what `kernel` (a kernels.Kernel) needs to run here."""
-        return kernel.supported(self._dev.info)
+        return kernel.supported(self.kernel_device)
 
     # ------------------------------------------------------------------ recording
     def _groups(self, grid):
@@ -125,7 +175,7 @@ class VulkanBackend:
         rec.tensor_ids = {id(t) for t in rec.tensors.values()}
         return rec
 
-    def _buffer(self, role, nfloats, workspace=False, budget=None):
+    def pooled(self, role, nfloats, workspace=False, budget=None):
         """A pooled buffer no larger than this backend's buffer limit (and the budget)."""
         cap = self.max_buffer_bytes if budget is None else min(self.max_buffer_bytes, budget)
         return self.dev.buffer(role, nfloats, workspace=workspace, cap_floats=cap // 4, budget_bytes=budget)
@@ -141,14 +191,17 @@ class VulkanBackend:
                     ns += (ts[-1] - ts[0]) * self._dev.info.timestamp_period_ns
         return ns
 
-    def _put(self, t, arr, tag=None, layout=None):
+    def upload(self, t, arr, tag=None, layout=None, pack=None):
         """Write arr into buffer t (skipped when t already holds data tagged `tag`). layout
-        (xoff, ldx): arr's last axis goes to [xoff, xoff + len) of rows ldx long, zeros around."""
+        (xoff, ldx): arr's last axis goes to [xoff, xoff + len) of rows ldx long, zeros around;
+        pack(dst, arr): a kernel's own weight layout, written straight into the buffer."""
         dev = self.dev
         if tag is not None and dev.tags.get(id(t)) == tag:
             return
         view = t.data()
-        if layout is None or layout == (0, arr.shape[-1]):
+        if pack is not None:
+            pack(view, arr)
+        elif layout is None or layout == (0, arr.shape[-1]):
             np.copyto(view[:arr.size].reshape(arr.shape), arr, casting="no")
         else:
             xoff, ldx = layout
@@ -159,7 +212,7 @@ class VulkanBackend:
         dev.tags[id(t)] = tag
         dev.sync(t, to_device=True)
 
-    def _get(self, t, shape):
+    def download(self, t, shape):
         self.dev.sync(t, to_device=False)
         return t.data()[:int(np.prod(shape))].reshape(shape)
 
@@ -169,7 +222,8 @@ class VulkanBackend:
         algorithm='auto' retries its fallbacks (smaller column chunks, then direct) after freeing
         every cached buffer."""
         last = None
-        for sched in plan.attempts():
+        safe = plan.needs_finite and not weights.finite
+        for sched in plan.attempts(safe):
             try:
                 return self._conv(sched, x, weights)
             except DeviceOutOfMemory as exc:
@@ -177,7 +231,7 @@ class VulkanBackend:
                 last = exc
         raise plan.out_of_memory(last)
 
-    def _execute(self, key, make_schedule, make_buffers, bindings, put, get):
+    def execute(self, key, make_schedule, make_buffers, bindings, put, get):
         """Record a schedule once (cached on the device under `key`) and run it: for each step,
         put(tensors, step, schedule) moves the piece's inputs in (False: nothing to run, e.g. a
         window no input reaches), its dispatches run, get(tensors, step) moves its result out."""
@@ -198,18 +252,80 @@ class VulkanBackend:
                     get(rec.tensors, st)
             self.last_run = RunInfo(rec.schedule, rec, ns)
 
+    def runner(self, plan):
+        """A callable run(x, weights) for repeated calls of one plan. For the common single-piece
+        schedule on a host-visible device it keeps the recording's buffer views and sequences and
+        only copies in, evaluates and copies out (checking that the recording is still cached);
+        otherwise, and whenever that check fails, it is the general path."""
+        sched = plan.schedule
+        slow = lambda x, weights: self.conv_transpose1d(plan, x, weights)  # noqa: E731
+        if len(sched.steps) != 1 or sched.steps[0].piece.empty or not self._dev.host_visible:
+            return slow
+        step = sched.steps[0]
+        pc, f = step.piece, step.piece.fold
+        p = sched.params
+        whole = (pc.ci1 - pc.ci0, pc.t1 - pc.t0, f.lb, f.lw, f.kb, f.kw) == (p.cig, p.l_out, 0, p.l_in, 0, p.k)
+        if not whole or schedule.x_layout(step, sched.algorithm, sched.choice) != (0, f.lw):
+            return slow
+        key = (("conv", sched.key) + (self.collect_timestamps,))
+        out_shape = (p.n, p.c_out, p.l_out)
+        needs_finite = plan.needs_finite
+        st = {"rec": None, "dev": None, "calls": 0}
+
+        def run(x, weights):
+            if needs_finite and not weights.finite:
+                return slow(x, weights)
+            dev = self.dev
+            with dev.lock:
+                rec = st["rec"]
+                if rec is None or not rec.alive or st["dev"] is not dev or dev.closed:
+                    out = slow(x, weights)
+                    rec = dev.plans.get(key)
+                    if rec is not None:
+                        t = rec.tensors
+                        st.update(rec=rec, dev=dev, seqs=rec.seqs[id(rec.schedule.steps[0].dispatches)], t=t,
+                                  x=t["x"].data()[:x.size], out=t["out"].data()[:p.n * p.c_out * p.l_out])
+                    return out
+                st["calls"] += 1
+                if st["calls"] % 16 == 0:
+                    dev.plans.move_to_end(key)          # keep it recent in the device's LRU
+                np.copyto(st["x"], x.reshape(-1))
+                self._put_weights(st["t"], step, sched, weights)
+                for s in st["seqs"]:
+                    s.eval()
+                return st["out"].reshape(out_shape).copy()
+        return run
+
+    def _put_weights(self, t, st, sched, weights):
+        """A step's weights (and, for the first input-channel chunk, bias) in the layout of the
+        kernel that runs it; skipped while the buffers still hold these weights (tags)."""
+        p, pc, f, d = sched.params, st.piece, st.piece.fold, st.dispatches[0]
+        token = weights.token
+        wkey = (pc.g0, pc.g1, pc.co0, pc.co1, pc.ci0, pc.ci1, f.kb, f.kw)
+        if sched.algorithm == "gemm":
+            wt = weights.layout("gemm", p.gemm_weight)[pc.g0:pc.g1, pc.co0:pc.co1, f.kb:f.kb + f.kw, pc.ci0:pc.ci1]
+            wt = wt.reshape(pc.g1 - pc.g0, -1, pc.ci1 - pc.ci0)
+            self.upload(t["w"], wt, tag=token and (token, "gemm", d.local.lda, wkey), layout=(0, d.local.lda))
+        else:
+            w4 = weights.weight.reshape(p.groups, p.cig, p.cog, p.k)
+            ws = w4[pc.g0:pc.g1, pc.ci0:pc.ci1, pc.co0:pc.co1, f.kb:f.kb + f.kw]
+            pack = kernels.KERNELS[d.kernel].pack_weights
+            self.upload(t["w"], ws, tag=token and (token, d.kernel, d.spec, wkey),
+                      pack=lambda dst, w: pack(dst, w, d.local, d.spec))
+        if weights.bias is not None and pc.first:
+            b2 = weights.bias.reshape(p.groups, p.cog)
+            self.upload(t["bias"], b2[pc.g0:pc.g1, pc.co0:pc.co1], tag=token and (token, "bias", wkey[:4]))
+
     def _conv(self, sched, x, weights):
         p = sched.params
         # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
         out = np.zeros((p.n, p.c_out, p.l_out), dtype=np.float32)
         out4 = out.reshape(p.n, p.groups, p.cog, p.l_out)
         x4 = x.reshape(p.n, p.groups, p.cig, p.l_in)
-        w4 = weights.weight.reshape(p.groups, p.cig, p.cog, p.k)
         b2 = None if weights.bias is None else weights.bias.reshape(p.groups, p.cog)
-        token = weights.token
 
         def buffers(sched):
-            buf = self._buffer
+            buf = self.pooled
             t = dict(x=buf("x", sched.x_floats), w=buf("w", sched.w_floats), out=buf("out", sched.out_floats),
                      bias=buf("bias", sched.geometry["gc"] * sched.geometry["cc"]) if p.bias else self.dev.dummy())
             if sched.algorithm == "gemm":
@@ -226,91 +342,31 @@ class VulkanBackend:
                 if b2 is not None:
                     out4[pc.n0:pc.n1, pc.g0:pc.g1, pc.co0:pc.co1, pc.t0:pc.t1] = b2[pc.g0:pc.g1, pc.co0:pc.co1, None][None]
                 return False
-            name, spec = sched.choice["conv_transpose_1d"]
-            gemm = sched.algorithm == "gemm"
             xs = x4[pc.n0:pc.n1, pc.g0:pc.g1, pc.ci0:pc.ci1, f.lb:f.lb + f.lw]
-            self._put(t["x"], xs, layout=None if gemm else kernels.KERNELS[name].x_layout(f.lw, spec))
-            wkey = (pc.g0, pc.g1, pc.co0, pc.co1, pc.ci0, pc.ci1, f.kb, f.kw)
-            if gemm:
-                wt = weights.layout("gemm", p.gemm_weight)[pc.g0:pc.g1, pc.co0:pc.co1, f.kb:f.kb + f.kw, pc.ci0:pc.ci1]
-                self._put(t["w"], wt, tag=token and (token, "gemm", wkey))
-            else:
-                ws = w4[pc.g0:pc.g1, pc.ci0:pc.ci1, pc.co0:pc.co1, f.kb:f.kb + f.kw]
-                self._put(t["w"], ws, tag=token and (token, name, wkey))
-            if b2 is not None and pc.first:
-                self._put(t["bias"], b2[pc.g0:pc.g1, pc.co0:pc.co1], tag=token and (token, "bias", wkey[:4]))
+            self.upload(t["x"], xs, layout=schedule.x_layout(st, sched.algorithm, sched.choice))
+            self._put_weights(t, st, sched, weights)
             return True
 
         def get(t, st):
             pc = st.piece
-            res = self._get(t["out"], (pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.t1 - pc.t0))
+            res = self.download(t["out"], (pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.t1 - pc.t0))
             view = out4[pc.n0:pc.n1, pc.g0:pc.g1, pc.co0:pc.co1, pc.t0:pc.t1]
             if pc.first:
                 view[...] = res
             else:
                 view += res
 
-        self._execute(("conv", sched.key), lambda: sched, buffers, bindings, put, get)
+        self.execute(("conv", sched.key), lambda: sched, buffers, bindings, put, get)
         return out
 
-    # ------------------------------------------------------------------ matmul
+    # ------------------------------------------------------------------ standalone ops
     def matmul(self, a, b):
         """a (Ba, M, K) or (M, K); b (Bb, K, N) or (K, N); float32 contiguous. Batches broadcast."""
-        a3 = a if a.ndim == 3 else a[None]
-        b3 = b if b.ndim == 3 else b[None]
-        batch, (m, kdim), ncols = max(a3.shape[0], b3.shape[0]), a3.shape[1:], b3.shape[2]
-        out = np.empty((batch, m, ncols), dtype=np.float32)
-        key = ("matmul", a3.shape[0], b3.shape[0], m, kdim, ncols, self.max_buffer_bytes, tuple(self.choice["matmul"]))
+        return vulkan_ops.matmul(self, a, b)
 
-        def put(t, st, sched):
-            pc = st.piece
-            for name, arr, cols in (("a", a3, slice(None)), ("b", b3, slice(pc.c0, pc.c1))):
-                bsl = slice(pc.b0, pc.b1) if arr.shape[0] > 1 else slice(0, 1)
-                self._put(t[name], arr[bsl, pc.r0:pc.r1] if name == "a" else arr[bsl, :, cols])
-            return True
-
-        def get(t, st):
-            pc = st.piece
-            out[pc.b0:pc.b1, pc.r0:pc.r1, pc.c0:pc.c1] = self._get(t["c"], (pc.b1 - pc.b0, pc.r1 - pc.r0, pc.c1 - pc.c0))
-
-        self._execute(key, lambda: schedule.schedule_matmul(a3.shape[0], b3.shape[0], m, kdim, ncols, self.limits(),
-                                                            self.choice),
-                      lambda sched: {k: self._buffer("mm_" + k, v) for k, v in sched.floats.items()},
-                      lambda t: {"matmul": [t["a"], t["b"], t["c"]]}, put, get)
-        return out if (a.ndim == 3 or b.ndim == 3) else out[0]
-
-    # ------------------------------------------------------------------ col2im_1d
     def col2im_1d(self, col, stride, padding, dilation, output_padding, bias):
         """col (N, C, K, L) -> (N, C, L_out): the shader alone, as a public op."""
-        n, c, k, l_in = col.shape
-        l_out = (l_in - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
-        out = np.zeros((n, c, l_out), dtype=np.float32)
-        key = ("col2im_1d", n, c, k, l_in, stride, padding, dilation, l_out, bias is not None, self.max_buffer_bytes,
-               tuple(self.choice["col2im_1d"]))
-
-        def buffers(sched):
-            return {"col": self._buffer("c2i_col", sched.floats["col"]), "out": self._buffer("c2i_out", sched.floats["out"]),
-                    "bias": self._buffer("c2i_bias", c) if bias is not None else self.dev.dummy()}
-
-        def put(t, st, sched):
-            pc, f = st.piece, st.piece.fold
-            if not st.dispatches:
-                if bias is not None:
-                    out[pc.n0:pc.n1, pc.c0:pc.c1, pc.t0:pc.t1] = bias[pc.c0:pc.c1, None][None]
-                return False
-            self._put(t["col"], col[pc.n0:pc.n1, pc.c0:pc.c1, f.kb:f.kb + f.kw, f.lb:f.lb + f.lw])
-            if bias is not None:
-                self._put(t["bias"], bias[pc.c0:pc.c1])
-            return True
-
-        def get(t, st):
-            pc = st.piece
-            out[pc.n0:pc.n1, pc.c0:pc.c1, pc.t0:pc.t1] = self._get(t["out"], (pc.n1 - pc.n0, pc.c1 - pc.c0, pc.t1 - pc.t0))
-
-        self._execute(key, lambda: schedule.schedule_col2im(n, c, k, l_in, l_out, stride, padding, dilation,
-                                                            bias is not None, self.limits(), self.choice),
-                      buffers, lambda t: {"col2im_1d": [t["col"], t["bias"], t["out"]]}, put, get)
-        return out
+        return vulkan_ops.col2im_1d(self, col, stride, padding, dilation, output_padding, bias)
 
 
 def create(device=None):

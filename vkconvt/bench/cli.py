@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import backends, env
-from . import measure, plots, report
+from . import measure, plots, report, torchproc
 from .suites import SUITES
 
 def add_arguments(parser):
@@ -60,15 +60,12 @@ def run(args):
         be.collect_timestamps = True
     else:
         print(f"bench: Vulkan is unavailable ({reason}); running NumPy and PyTorch only", file=sys.stderr)
-    try:
-        import torch
-        if args.torch_threads:
-            torch.set_num_threads(args.torch_threads)
-    except ImportError:
-        torch = None
+    worker, why = torchproc.start(args.torch_threads)
+    if worker is None:
+        print(f"bench: no PyTorch rows ({why})", file=sys.stderr)
     out_dir = args.out or os.path.join("bench-results", suite)
     os.makedirs(out_dir, exist_ok=True)
-    meta = report.metadata(args, suite, be, reason, torch, validation)
+    meta = report.metadata(args, suite, be, reason, worker and worker.info, validation)
     print(f"suite {suite}: {len(cases)} cases on {be.describe() if be else 'no Vulkan device'}", file=sys.stderr)
     try:
         from tqdm import tqdm
@@ -79,7 +76,9 @@ def run(args):
     for i, case in enumerate(bar if bar is not None else cases):
         if bar is not None:
             bar.set_postfix_str(f"{case.group} {case.name}"[:60])
-        records += measure.bench_case(case, i, suite, args, be, torch)
+        records += measure.bench_case(case, i, suite, args, be, worker)
+    if worker is not None:
+        worker.close()
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
     records = [{f: r.get(f) for f in report.FIELDS} for r in records]
     with open(os.path.join(out_dir, "results.json"), "w") as f:

@@ -1,5 +1,9 @@
 """Running and timing one case on every implementation, each result checked against the NumPy
-reference (finite, normalised MSE within tolerance): a wrong result is a failure, never a time."""
+reference (finite, normalised MSE within tolerance): a wrong result is a failure, never a time.
+
+PyTorch runs in a worker process of its own (torchproc.py); the Vulkan algorithms are timed
+last, interleaved, after a pause that lets the CPU libraries' spinning threads park.
+"""
 import functools
 import time
 from dataclasses import dataclass
@@ -14,41 +18,25 @@ TOL = 1e-7          # normalised MSE against the NumPy backend
 TOL_TF32 = 1e-5     # TF32 rounds the operands to 10 mantissa bits
 MAX_RUNS = 50
 
-# ------------------------------------------------------------------------------------------ implementations
+
 @dataclass
 class Impl:
     name: str
     library: str
     device: str
     algorithm: str
-    prepare: object          # (arrays, hyper) -> (run, fetch): run() computes, fetch(result) -> numpy
+    prepare: object = None   # (arrays, hyper) -> run(): computes, returns a NumPy array
     vulkan: bool = False
     tol: float = TOL
+    remote: tuple = None     # (op, device, tf32): timed by the PyTorch worker
 
 
 def host(fn):
-    return lambda arrays, hyper: ((lambda: fn(*arrays, *hyper)), (lambda out: out))
+    return lambda arrays, hyper: (lambda: fn(*arrays, *hyper))
 
 
-def torch_op(torch, op, device, tf32=False):
-    def prepare(arrays, hyper):
-        if device == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        ts = [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
-        sync()
-
-        def run():
-            with torch.no_grad():
-                out = op(*ts, *hyper)
-            sync()
-            return out
-        return run, lambda out: out.cpu().numpy()
-    return prepare
-
-
-def implementations(conv, be, device, torch):
-    """The NumPy reference first, then vkconvt on Vulkan, then PyTorch."""
+def implementations(conv, be, device, torch_info):
+    """The NumPy reference first, then vkconvt on Vulkan, then PyTorch (in its worker)."""
     if conv:
         impls = [Impl("numpy", "vkconvt", "cpu", "direct",
                       host(functools.partial(vkconvt.conv_transpose1d, algorithm="direct", backend="numpy")))]
@@ -63,37 +51,57 @@ def implementations(conv, be, device, torch):
         else:
             impls.append(Impl("vkconvt-matmul", "vkconvt", label, "matmul", vulkan=True,
                               prepare=host(functools.partial(vkconvt.matmul, backend="vulkan", device=device))))
-    if torch is not None:
-        op = torch.nn.functional.conv_transpose1d if conv else torch.matmul
-        impls.append(Impl("torch-cpu", "torch", "cpu", "float32", torch_op(torch, op, "cpu")))
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-            impls.append(Impl("torch-cuda", "torch", gpu, "float32", torch_op(torch, op, "cuda")))
-            impls.append(Impl("torch-cuda-tf32", "torch", gpu, "tf32", torch_op(torch, op, "cuda", True), tol=TOL_TF32))
+    if torch_info is not None:
+        op = "conv_transpose1d" if conv else "matmul"
+        impls.append(Impl("torch-cpu", "torch", "cpu", "float32", remote=(op, "cpu", False)))
+        if torch_info.get("cuda"):
+            impls.append(Impl("torch-cuda", "torch", torch_info["cuda"], "float32", remote=(op, "cuda", False)))
+            impls.append(Impl("torch-cuda-tf32", "torch", torch_info["cuda"], "tf32", remote=(op, "cuda", True),
+                              tol=TOL_TF32))
     return impls
 
 
-def check(impl, arrays, hyper, ref, be):
+def _judge(rec, out, ref, tol):
+    rec["nmse"] = 0.0 if ref is None else nmse(out, ref)
+    if not np.isfinite(out).all():
+        rec.update(status="non-finite", error="the result has NaN or Inf")
+    elif rec["nmse"] > tol:
+        rec.update(status="wrong", error=f"normalised MSE {rec['nmse']:.3g} > {tol:g}")
+
+
+def _fill(rec, times):
+    rec.update(runs=len(times), median_s=float(np.median(times)), min_s=min(times), std_s=float(np.std(times)))
+
+
+def check(impl, arrays, hyper, ref, be, worker=None, budget=0.3):
     """Warm-up call of one implementation, checked against the reference (None: this is the
-    reference). Returns (record fields, output, run); run is None when the result is not ok."""
+    reference). Returns (record fields, output, run); run is None when the result is not ok or
+    when the implementation was already timed (PyTorch, in its worker)."""
     rec = dict(impl=impl.name, library=impl.library, device=impl.device, algorithm=impl.algorithm, status="ok")
     dev = be.dev if impl.vulkan else None
     try:
-        run, fetch = impl.prepare(arrays, hyper)
+        if impl.remote is not None:
+            timing.settle()             # our own BLAS threads park before the worker computes
+            status, out, times, first = worker.run(*impl.remote, arrays, hyper, budget, MAX_RUNS)
+            if status != "ok":
+                raise RuntimeError(out)
+            rec["first_s"] = first
+            _judge(rec, out, ref, impl.tol)
+            if rec["status"] == "ok":
+                _fill(rec, times)
+            return rec, out, None
+        run = impl.prepare(arrays, hyper)
         if dev is not None:
             dev.clear()          # drop cached plans so that this algorithm's peak memory is its own
             dev.reset_peak()
         t0 = time.perf_counter()
-        out = fetch(run())
-        rec.update(first_s=time.perf_counter() - t0, nmse=0.0 if ref is None else nmse(out, ref))
+        out = run()
+        rec["first_s"] = time.perf_counter() - t0
         if dev is not None:
             rec["peak_bytes"] = dev.peak_bytes
             if len(arrays) == 3:
                 rec["workspace_bytes"] = be.last_run.workspace_bytes
-        if not np.isfinite(out).all():
-            rec.update(status="non-finite", error="the result has NaN or Inf")
-        elif rec["nmse"] > impl.tol:
-            rec.update(status="wrong", error=f"normalised MSE {rec['nmse']:.3g} > {impl.tol:g}")
+        _judge(rec, out, ref, impl.tol)
         return rec, out, (run if rec["status"] == "ok" else None)
     except Exception as exc:  # one failing case or implementation must not stop the run
         rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
@@ -113,24 +121,26 @@ def time_runs(entries, budget, be=None):
     times = timing.interleaved([run for _, run in entries], budget, 3, MAX_RUNS,
                                slow_s=max(rec["first_s"] for rec, _ in entries), after_each=device_time)
     for (rec, _), ts, dns in zip(entries, times, device_ns):
-        rec.update(runs=len(ts), median_s=float(np.median(ts)), min_s=min(ts), std_s=float(np.std(ts)))
+        _fill(rec, ts)
         if dns:
             rec["device_median_s"] = float(np.median(dns)) / 1e9 or None
 
 
-def bench_case(case, index, suite, args, be, torch):
+def bench_case(case, index, suite, args, be, worker):
     base = dict(suite=suite, kind=case.kind, group=case.group, case=case.name, x=case.x, calls=case.calls)
+    if case.kind == "overhead":
+        return [{**base, **rec} for rec in overhead_case(case, be)]
     try:
-        arrays, flops, tag = case.build(args.batch if case.conv else 1, seed=index)
+        arrays, flops, tag = case.build(case.batch or (args.batch if case.conv else 1), seed=index)
     except Exception as exc:
         return [dict(base, impl="-", status="error", error=f"{type(exc).__name__}: {exc}")]
     base.update(tag=tag, flops=flops)
     records, ref, vulkan = [], None, []
-    for impl in implementations(case.conv is not None, be, args.device, torch):
+    for impl in implementations(case.conv is not None, be, args.device, worker and worker.info):
         if impl.name != "numpy" and ref is None:
             rec, run = dict(impl=impl.name, status="error", error="no reference: the NumPy backend failed"), None
         else:
-            rec, out, run = check(impl, arrays, case.hyper(), ref, be)
+            rec, out, run = check(impl, arrays, case.hyper(), ref, be, worker, args.budget)
             if impl.name == "numpy" and run is not None:
                 ref = out.astype(np.float64)
         if impl.name == "vkconvt-auto":
@@ -151,3 +161,33 @@ def bench_case(case, index, suite, args, be, torch):
         if rec.get("median_s"):
             rec["gflops"] = flops / rec["median_s"] / 1e9
     return [{**base, **rec} for rec in records]
+
+
+def overhead_case(case, be):
+    """The whole call of a tiny layer (functional and layer object) against one pre-recorded
+    dispatch of a trivial shader, measured side by side in this process."""
+    if be is None:
+        return [dict(impl="-", status="error", error="no Vulkan device")]
+    from ..kernels import MatmulLocal
+    from ..schedule import make_dispatch
+    (x, w, b), _, tag = case.build(1, seed=0)
+    hyper = case.hyper()
+    layer = vkconvt.ConvTranspose1d(w, b, *hyper, backend="vulkan")
+    call = lambda: vkconvt.conv_transpose1d(x, w, b, *hyper, backend="vulkan")  # noqa: E731
+    dev = be.dev
+    tensors = [dev.buffer(f"trivial_{r}", 1) for r in "abc"]
+    d = make_dispatch("matmul", MatmulLocal(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0), (1, 1, 1, 1), be.limits())
+    seq = dev.sequence([dev.kp.OpAlgoDispatch(dev.algorithm("matmul", tensors, d.spec, d.push(), 1), d.push())])
+    ref = vkconvt.conv_transpose1d(x, w, b, *hyper, backend="numpy")
+    records = []
+    for name, fn in (("vkconvt-call", call), ("vkconvt-layer", lambda: layer(x)), ("trivial-dispatch", seq.eval)):
+        rec = dict(impl=name, library="vkconvt", device=be.dev.info.name, algorithm="auto", status="ok", tag=tag)
+        if name != "trivial-dispatch":
+            _judge(rec, fn(), ref, TOL)
+        records.append(rec)
+    timing.settle()
+    times = timing.interleaved([call, lambda: layer(x), seq.eval], budget_s=1.0, min_runs=200, max_runs=3000)
+    for rec, ts in zip(records, times):
+        _fill(rec, ts)
+    seq.destroy()
+    return records

@@ -4,6 +4,7 @@ import importlib.metadata
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -58,7 +59,7 @@ DEVICE_FIELDS = dict(device="name", device_index="index", device_type="type", vu
                      driver_name="driver_name", driver_info="driver_info", driver_version="driver_version")
 
 
-def metadata(args, suite, be, vulkan_reason, torch, validation):
+def metadata(args, suite, be, vulkan_reason, torch_info, validation):
     info = be.dev.info if be is not None else None
     commit, dirty = _git()
     meta = {k: getattr(info, a, None) for k, a in DEVICE_FIELDS.items()}
@@ -70,10 +71,10 @@ def metadata(args, suite, be, vulkan_reason, torch, validation):
         "command": list(getattr(sys, "orig_argv", [sys.executable] + sys.argv)),
         "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads() if torch else None,
-        "torch_cuda": torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else None,
+        "torch_process": "a worker process of its own (bench/torchproc.py)" if torch_info else None,
+        "torch_threads": (torch_info or {}).get("threads"), "torch_cuda": (torch_info or {}).get("cuda"),
         "versions": {"vkconvt": vkconvt.__version__, "kp": _version("kp"), "numpy": np.__version__,
-                     "torch": torch.__version__ if torch else None, "python": platform.python_version()},
+                     "torch": (torch_info or {}).get("torch"), "python": platform.python_version()},
         "git_commit": commit, "git_dirty": dirty, "platform": platform.platform()})
     return meta
 
@@ -147,7 +148,8 @@ def model_table(records):
 def sweep_table(records, group):
     recs = [r for r in records if r["group"] == group]
     idx, base = _index(recs), _baseline(recs)
-    head = ["case", "MFLOP", "direct ms", "gemm ms", "auto ms", "NumPy ms", f"{base} ms", "best vkconvt"]
+    head = ["case", "MFLOP", "direct ms", "gemm ms", "auto ms", "NumPy ms", f"{base} ms", "best vkconvt",
+            f"{base}/auto"]
     rows = []
     for case, first in _layer_groups(recs)[group].items():
         get = lambda impl: idx.get((group, case, impl))  # noqa: E731
@@ -156,7 +158,8 @@ def sweep_table(records, group):
         chosen = f" ({auto['chosen']})" if auto and auto.get("chosen") else ""
         rows.append([case, f"{(first.get('flops') or 0) / 1e6:.1f}", _ms(get("vkconvt-direct")),
                      _ms(get("vkconvt-gemm")), _ms(auto) + chosen,
-                     _ms(get("numpy")), _ms(get(base)) if base != "numpy" else "-", best])
+                     _ms(get("numpy")), _ms(get(base)) if base != "numpy" else "-", best,
+                     _ratio(_time(get(base)), _time(auto))])
     return group, head, rows, "Median wall time per call."
 
 
@@ -202,15 +205,81 @@ def auto_table(records):
     return "auto against the faster algorithm", head, rows, note
 
 
+def overhead_table(records):
+    idx = _index(records)
+    head = ["case", "vkconvt call µs", "layer call µs", "trivial dispatch µs", "call / dispatch", "layer / dispatch"]
+    rows = []
+    for case in _layer_groups(records).get("overhead", {}):
+        call, layer, triv = (_time(idx.get(("overhead", case, i))) for i in ("vkconvt-call", "vkconvt-layer",
+                                                                              "trivial-dispatch"))
+        us = lambda t: f"{t * 1e6:.1f}" if t else "-"  # noqa: E731
+        rows.append([case, us(call), us(layer), us(triv), _ratio(call, triv), _ratio(layer, triv)])
+    note = ("Median of interleaved calls in one process: the whole call of a tiny layer (validation, copy-in, "
+            "pre-recorded sequences, copy-out) against one pre-recorded dispatch of a trivial shader. Target <= 1.5.")
+    return "per-call overhead", head, rows, note
+
+
+def _tag_int(tag, key):
+    m = re.search(rf"_{key}(\d+)", "_" + (tag or ""))
+    return int(m.group(1)) if m else None
+
+
+def target_rows(records):
+    """The speed issue's figures from this run: [(figure, value, target)]."""
+    idx, rows = _index(records), []
+    models = [r for r in records if r["kind"] == "model" and r["impl"] == "vkconvt-auto"]
+    base = "torch-cpu"
+
+    def ratio(r, impl="vkconvt-auto", ref=base):
+        a, b = _time(idx.get((r["group"], r["case"], ref))), _time(idx.get((r["group"], r["case"], impl)))
+        return a / b if a and b else None
+    if models:
+        g = _geomean([ratio(r) for r in models])
+        rows.append(("models suite, geomean PyTorch-CPU / vkconvt auto", f"{g:.2f}" if g else "-", ">= 0.35"))
+        hifi = [(r["case"], ratio(r)) for r in models if r["group"] == "hifigan_v1"]
+        rows.append(("dense HiFi-GAN v1 layers, each", ", ".join(f"{c} {v:.2f}" for c, v in hifi if v) or "-",
+                     ">= 0.40"))
+        dw = [ratio(r) for r in models if _tag_int(r["tag"], "g") and _tag_int(r["tag"], "g") == _tag_int(r["tag"], "Ci")
+              and _tag_int(r["tag"], "g") > 1]
+        g = _geomean(dw)
+        rows.append((f"depthwise layers ({len(dw)}), geomean", f"{g:.2f}" if g else "-", ">= 0.30"))
+        dg = [ratio(r, "vkconvt-direct", "vkconvt-gemm") for r in models]
+        dg = [1 / v for v in dg if v]     # direct time / gemm time
+        if dg:
+            rows.append(("direct / gemm time, share of model layers <= 1.0 (worst)",
+                         f"{sum(v <= 1.0 for v in dg) / len(dg):.0%} (worst {max(dg):.2f})", ">= 95%, worst <= 1.2"))
+    mm = {r["case"]: r for r in records if r["kind"] == "matmul" and r["impl"] == "vkconvt-matmul"}
+    fr = [(c, ratio(r, "vkconvt-matmul", "numpy")) for c, r in mm.items()
+          if c in ("1024x1024x1024", "4096x512x86", "1024x256x688", "256x128x5504")]
+    if fr:
+        rows.append(("matmul shader / NumPy a @ b", ", ".join(f"{c} {1 / v:.2f}" if v else f"{c} -" for c, v in fr),
+                     ">= 0.18"))
+    for case in _layer_groups(records).get("overhead", {}):
+        call, triv = (_time(idx.get(("overhead", case, i))) for i in ("vkconvt-call", "trivial-dispatch"))
+        rows.append(("tiny call / one pre-recorded trivial dispatch", _ratio(call, triv), "<= 1.5"))
+    return rows
+
+
+def targets_table(records):
+    head = ["figure", "this run", "target"]
+    note = ("Ratios above 1 mean vkconvt is faster. PyTorch CPU ran in a worker process of its own; every "
+            "vkconvt result was checked against the NumPy reference.")
+    return "speed targets", head, [list(r) for r in target_rows(records)], note
+
+
 def summary_tables(records):
     tables = []
     kinds = {r["kind"] for r in records}
+    if target_rows(records):
+        tables.append(targets_table(records))
     if kinds & {"model", "sweep"}:
         tables.append(auto_table(records))
     if "model" in kinds:
         tables.append(model_table([r for r in records if r["kind"] == "model"]))
-    for group in dict.fromkeys(r["group"] for r in records if r["kind"] == "sweep"):
+    for group in dict.fromkeys(r["group"] for r in records if r["kind"] in ("sweep", "user")):
         tables.append(sweep_table(records, group))
+    if "overhead" in kinds:
+        tables.append(overhead_table(records))
     if "matmul" in kinds:
         tables.append(matmul_table([r for r in records if r["kind"] == "matmul"]))
     return tables

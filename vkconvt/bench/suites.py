@@ -21,13 +21,14 @@ SWEEP_FIXED = dict(output_padding=0, groups=1, dilation=1, bias=False)
 # ------------------------------------------------------------------------------------------ cases
 @dataclass
 class Case:
-    kind: str                # "model", "sweep" or "matmul"
-    group: str               # model name, sweep name or "matmul"
+    kind: str                # "model", "sweep", "user", "overhead" or "matmul"
+    group: str               # model name, sweep name, "users" or "matmul"
     name: str                # layer name, "c_in=64", "4096x512x86"
     x: int = 0               # layer index, swept value, or matmul M
     conv: dict = None        # CONV_KEYS -> value
     mnk: tuple = None        # (M, K, N)
     calls: int = 1           # calls per forward pass (model layers)
+    batch: int = None        # this case's batch (else --batch)
 
     def params(self, batch):
         c = self.conv
@@ -77,6 +78,23 @@ def matmul_cases(args, suite=None):
     return [Case("matmul", "matmul", f"{m}x{k}x{n}", m, mnk=(m, k, n)) for m, k, n in shapes]
 
 
+def conv(**kw):
+    return {**SWEEP_FIXED, "bias": False, **kw}
+
+
+def user_cases(args, suite=None):
+    """Cases users hit outside the model table: the ISTFT-shaped layer (what torch.istft exports to;
+    1000x slower than matmul + overlap-add on some runtimes), a kernel far longer than its input,
+    and the per-call overhead of a tiny layer against one pre-recorded trivial dispatch."""
+    istft = conv(c_in=2049, c_out=1, kernel=4096, stride=1024, padding=0, l_in=340)
+    return [Case("user", "users", "istft batch 1", 1, istft, batch=1),
+            Case("user", "users", "istft batch 12", 12, istft, batch=12),
+            Case("user", "users", "long kernel K=2**20", 2 ** 20, conv(c_in=1, c_out=1, kernel=2 ** 20, stride=3,
+                                                                       padding=0, l_in=4), batch=1),
+            Case("overhead", "overhead", "tiny layer x (1,4,8) w (4,4,3) s2", 0,
+                 conv(c_in=4, c_out=4, kernel=3, stride=2, padding=0, l_in=8), batch=1)]
+
+
 def quick_cases(args, suite=None):
     """The two smallest grouped and two smallest dense model layers (distinct models), sweep-ic at
     C_in 2 and 128, and the smallest matmul."""
@@ -87,7 +105,7 @@ def quick_cases(args, suite=None):
             picked[dense].append(case)
             seen.add(case.group)
     sweeps = [c for c in SUITES["sweep-ic"][1](args, "sweep-ic") if c.x in (2, 128)]
-    return picked[False] + picked[True] + sweeps + matmul_cases(args)[:1]
+    return picked[False] + picked[True] + sweeps + matmul_cases(args)[:1] + user_cases(args)[-1:]
 
 
 SWEEPS = ("sweep-ic", "sweep-k", "sweep-l", "sweep-stride", "sweep-padding")
@@ -112,8 +130,9 @@ SUITES = {
     "sweep-padding": ("padding 0..512, beyond K (C_in 64, C_out 64, K 16, stride 2, L 512)",
                       sweep("padding", [0] + pow2(0, 9), c_in=64, c_out=64, kernel=16, stride=2, l_in=512)),
     "matmul": ("square 256..2048 and the skinny shapes of the models' gemm path", matmul_cases),
+    "users": ("ISTFT-shaped layer (batch 1 and 12), a 2**20-tap kernel, per-call overhead of a tiny layer", user_cases),
     "sweeps": ("the five sweeps", lambda args, suite: [c for n in SWEEPS for c in SUITES[n][1](args, n)]),
-    "all": ("models and the five sweeps (the shapes auto is judged on)",
-            lambda args, suite: model_cases(args) + SUITES["sweeps"][1](args, "sweeps")),
+    "all": ("models, the five sweeps (the shapes auto is judged on) and the users cases",
+            lambda args, suite: model_cases(args) + SUITES["sweeps"][1](args, "sweeps") + user_cases(args)),
     "quick": ("a handful of small cases of every kind (same as --quick)", quick_cases),
 }

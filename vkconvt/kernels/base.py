@@ -1,0 +1,154 @@
+"""What every kernel entry is made of: the Kernel record, the piece-local problems, small helpers."""
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+DEVICE_CLASSES = ("cpu", "gpu")     # lavapipe/llvmpipe-like devices, and real GPUs
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def round_up(a, b):
+    return cdiv(a, b) * b
+
+
+def phase_constants(s, d):
+    """(gcd, kp, dg, dinv): taps of one phase are kp = s/gcd apart, step dg = d/gcd inputs, and
+    dinv = dg^-1 mod kp finds a phase's first tap without a search (0 when kp == 1)."""
+    g = math.gcd(s, d)
+    kp, dg = s // g, d // g
+    return g, kp, dg, (pow(dg, -1, kp) if kp > 1 else 0)
+
+
+@dataclass(frozen=True)
+class ConvLocal:
+    """out[n, g*cog + o, i] = bias + sum x[n, g*cig + ci, m] * w[g*cig + ci, o, q] over
+    i + pad == m*s + q*d  (n < nb, g < G, o < cog, i < tw, m < lw, q < K)."""
+    nb: int
+    G: int
+    cig: int
+    cog: int
+    lw: int
+    tw: int
+    K: int
+    s: int
+    d: int
+    pad: int
+    has_bias: bool
+
+    def phase_fields(self):
+        g, kp, _, dinv = phase_constants(self.s, self.d)
+        return dict(s=self.s, d=self.d, pad=self.pad, kp=kp, gdiv=g, dinv=dinv)
+
+
+@dataclass(frozen=True)
+class MatmulLocal:
+    """C[b] = A[b % a_batch_mod] . B[b][:, b_offset : b_offset + N] (row-major, leading dims lda/ldb/ldc)."""
+    batch: int
+    M: int
+    N: int
+    K: int
+    lda: int
+    ldb: int
+    ldc: int
+    a_batch_mod: int
+    a_batch_stride: int
+    b_batch_stride: int
+    c_batch_stride: int
+    b_offset: int
+
+
+@dataclass(frozen=True)
+class Col2imLocal:
+    """out[n, c, i] (+)= sum col[n, c, q, m] over i + pad == m*s + q*d, for i in [i_begin, i_begin +
+    i_count); outputs i < fresh_from accumulate. col rows are ldcol floats apart (>= lc)."""
+    nb: int
+    C: int
+    K: int
+    lc: int
+    s: int
+    d: int
+    pad: int
+    tw: int
+    i_begin: int
+    i_count: int
+    fresh_from: int
+    has_bias: bool
+    ldcol: int = 0
+
+    def phase_fields(self):
+        g, kp, _, dinv = phase_constants(self.s, self.d)
+        return dict(s=self.s, d=self.d, pad=self.pad, kp=kp, gdiv=g, dinv=dinv)
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a kernel's spec choice may depend on (read from the device; no kp)."""
+    device_class: str = "cpu"
+    max_shared_bytes: int = 16384
+    max_invocations: int = 128
+    subgroup_size: int = 1
+    subgroup_ops: Tuple[str, ...] = ()
+
+
+def identity_weights(dst, w, loc, spec):
+    """The PyTorch layout as is: (G*cig, cog, K)."""
+    np.copyto(dst[:w.size].reshape(w.shape), w)
+
+
+def identity_floats(loc, spec):
+    return loc.G * loc.cig * loc.cog * loc.K
+
+
+def no_margins(loc, spec):
+    return 0, max(1, loc.lw)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One shader: shaders/<name>.comp -> vkconvt/spv/<name>.spv -> KERNELS[name]."""
+    name: str
+    op: str                                 # conv_transpose_1d, matmul or col2im_1d
+    push: Tuple[str, ...]                   # Push block fields in order (grid_x/y/z last)
+    spec: Tuple[str, ...]                   # specialization constants, constant_id order
+    defaults: Dict[str, Tuple[int, ...]]    # device class -> spec values
+    bindings: Tuple[Tuple[str, str], ...]   # (buffer, shape) in binding order
+    setup: Callable                         # (local, spec) -> (logical grid, push fields without grid_*)
+    work: Callable                          # (local, spec, grid) -> {count: value} for the cost model
+    signed: Tuple[str, ...] = ()            # push fields declared `int`
+    summary: str = ""
+    # Per-piece spec: (local, base spec, Device) -> spec, or None when this kernel cannot run the piece.
+    choose: Optional[Callable] = None
+    # The spec that is exact when a weight is inf/NaN (no product with a position that is not an input).
+    safe: Optional[Callable] = None
+    x_layout: Callable = no_margins         # (local, spec) -> (xoff, ldx) of the x buffer
+    pack_weights: Callable = identity_weights   # (dst flat view, w (G, cig, cog, K), local, spec)
+    w_floats: Callable = identity_floats    # (local, spec) -> floats of the packed weights
+    subgroup_ops: Tuple[str, ...] = ()      # vkinfo.SUBGROUP_OPS names the shader uses
+    min_subgroup: Callable = lambda spec: 1     # the subgroup size the spec needs at least
+    shared_bytes: Callable = lambda spec: 0     # shared memory the spec uses
+    invocations: Callable = lambda spec: 1      # workgroup size of the spec
+    align: int = 1                          # matmul kernels: operand rows a multiple of this many floats
+
+    @property
+    def spv(self):
+        return self.name + ".spv"
+
+    def supported(self, dev, spec=None):
+        """Whether a device (a Device, or anything with its fields) can run this kernel with spec."""
+        spec = spec or self.defaults.get(getattr(dev, "device_class", "cpu"))
+        return (all(op in dev.subgroup_ops for op in self.subgroup_ops)
+                and (not self.subgroup_ops or self.min_subgroup(spec) <= dev.subgroup_size)
+                and self.shared_bytes(spec) <= dev.max_shared_bytes
+                and self.invocations(spec) <= dev.max_invocations)
+
+    def spec_for(self, loc, base, dev):
+        """The spec this kernel runs piece `loc` with, or None when it cannot (or the device cannot)."""
+        spec = tuple(base) if self.choose is None else self.choose(loc, tuple(base), dev)
+        if spec is None or not self.supported(dev, spec):
+            return None
+        return tuple(spec)

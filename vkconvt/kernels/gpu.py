@@ -1,0 +1,199 @@
+"""Kernels shaped for real GPUs, built the way fast GPU kernels are: consecutive lanes read
+consecutive addresses, workgroup tiles of both operands staged in shared memory, a register tile per
+thread, vec4 loads where aligned; tile sizes are specialization constants chosen per device (shared
+memory, invocations) and per problem (enough workgroups to fill the GPU). Correct on lavapipe (the
+test suite forces them); their speed on a GPU has not been measured here (no GPU was available).
+
+  conv_transpose_1d_tiled  the direct conv as a matmul per output phase:
+                           [cog x (cig*taps)] . [(cig*taps) x outputs], shifted input columns
+  matmul_tiled             BM x BN tiles of C, A and B staged through shared memory
+"""
+import math
+
+from .base import Kernel, cdiv, phase_constants, round_up
+from .cpu import _blocked_transpose
+from .portable import GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
+
+MIN_WORKGROUPS = {"large": 256, "small": 32}      # enough tiles to fill ~100 / ~8 compute units
+
+
+def _profile(dev):
+    """'large' (discrete NVIDIA/AMD, Intel Xe: >= 48 KiB shared, >= 1024 invocations) or 'small'."""
+    return "large" if dev.max_shared_bytes >= 48 * 1024 and dev.max_invocations >= 1024 else "small"
+
+
+def _next_pow2(v):
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+# ------------------------------------------------------------------------------- conv_transpose_1d_tiled
+def _conv_tile(spec):
+    wx, wy, tm4, tn, bt, bc, masked = spec
+    return 4 * tm4 * wy, tn * wx, bt * bc          # BM channels, BN outputs, BK reduction rows
+
+
+def _conv_grid(loc, spec):
+    bm, bn, _ = _conv_tile(spec)
+    nph = min(loc.s, loc.tw)
+    utiles = cdiv(cdiv(loc.tw, loc.s), bn)
+    return (nph * utiles, loc.G * cdiv(loc.cog, bm), loc.nb), nph, utiles
+
+
+def conv_shared(spec):
+    bm, bn, bk = _conv_tile(spec)
+    return 4 * bk * (bm + bn)
+
+
+def conv_choose(loc, spec, dev):
+    """Tiles for the device (large: 256 threads, 128 x 128; small: 128 threads, 64 x 32), then for
+    the piece: the channel tile follows cog (depthwise: 4), the reduction block min(cig, 16)
+    channels x taps, a short input narrows the output tile, and tiles shrink until the grid fills
+    the GPU; finally the device's shared memory and invocation limits. MASKED = 0: plain
+    multiply-adds (safe() turns masking on for non-finite weights)."""
+    prof = _profile(dev)
+    nt, tm4_max, tn, bm, bn_max = (256, 2, 8, 128, 256) if prof == "large" else (128, 1, 4, 64, 128)
+    while nt > dev.max_invocations:
+        nt //= 2
+    floor = max(dev.subgroup_size, 1)
+    bm = max(4, min(bm, _next_pow2(loc.cog)))
+    tm4 = min(tm4_max, bm // 4)
+    wy = max(1, min(bm // (4 * tm4), nt))
+    wx = min(max(1, nt // wy), 128)
+    while tn * wx > bn_max and tn > 1:
+        tn //= 2
+    while tn * wx > max(2 * max(loc.lw, 1), 16):
+        if tn > 1:
+            tn //= 2
+        elif (wx // 2) * wy >= floor:
+            wx //= 2
+        else:
+            break
+    _, kp, _, _ = phase_constants(loc.s, loc.d)
+    bc = max(1, min(16, loc.cig))
+    bt = max(1, min(16 // bc, cdiv(loc.K, kp)))
+    sp = [wx, wy, tm4, tn, bt, bc, 0]
+    want = MIN_WORKGROUPS[prof]
+    while math.prod(_conv_grid(loc, sp)[0]) < want:
+        if sp[3] > 1:
+            sp[3] //= 2
+        elif sp[2] > 1:
+            sp[2] //= 2
+        elif sp[0] > 1 and (sp[0] // 2) * sp[1] >= floor:
+            sp[0] //= 2
+        elif sp[1] > 1 and sp[0] * (sp[1] // 2) >= floor:
+            sp[1] //= 2
+        else:
+            break
+    # halve, in this order: BT, BC (down to 4), TN, TM4, WG_X, BC (down to 1), WG_Y
+    while conv_shared(sp) > dev.max_shared_bytes:
+        for i, low in ((4, 1), (5, 4), (3, 1), (2, 1), (0, 1), (5, 1), (1, 1)):
+            if sp[i] > low:
+                sp[i] //= 2
+                break
+        else:
+            return None
+    return tuple(sp)
+
+
+def conv_setup(loc, spec):
+    grid, nph, utiles = _conv_grid(loc, spec)
+    g, kp, dg, dinv = phase_constants(loc.s, loc.d)
+    fields = dict(G=loc.G, cig=loc.cig, cog=loc.cog, cogp=round_up(loc.cog, 4), K=loc.K, lw=loc.lw,
+                  ldx=max(1, loc.lw), xoff=0, tw=loc.tw, s=loc.s, d=loc.d, pad=loc.pad, gsd=g, kp=kp, dg=dg, dinv=dinv,
+                  nph=nph, utiles=utiles, has_bias=int(loc.has_bias))
+    return grid, fields
+
+
+def conv_work(loc, spec, grid):
+    bm, bn, bk = _conv_tile(spec)
+    _, kp, dg, _ = phase_constants(loc.s, loc.d)
+    tiles = float(grid[0]) * grid[1] * grid[2]
+    taps = min(cdiv(loc.K, kp), cdiv(bn + loc.lw, dg) + 1)
+    return {"tiles": tiles, "mac": tiles * round_up(taps, spec[4]) * round_up(loc.cig, spec[5]) * bm * bn}
+
+
+def conv_weights(dst, w, loc, spec):
+    """(G, K, cig, cogp), cogp = cog rounded up to 4 with zeros (vec4 loads along o)."""
+    cogp = round_up(loc.cog, 4)
+    dst4 = dst[:loc.G * loc.K * loc.cig * cogp].reshape(loc.G, loc.K, loc.cig, cogp)
+    _blocked_transpose(dst4, w, loc.cig)
+    dst4[:, :, :, loc.cog:] = 0
+
+
+CONV_TILED = Kernel(
+    name="conv_transpose_1d_tiled", op="conv_transpose_1d",
+    summary="GPU direct kernel: a matmul per output phase, operand tiles in shared memory",
+    push=("G", "cig", "cog", "cogp", "K", "lw", "ldx", "xoff", "tw", "s", "d", "pad", "gsd", "kp", "dg", "dinv",
+          "nph", "utiles", "has_bias") + GRID,
+    signed=("pad",), spec=("wg_x", "wg_y", "tm4", "tn", "bt", "bc", "masked"),
+    defaults={"cpu": (8, 2, 1, 4, 1, 16, 0), "gpu": (32, 8, 2, 8, 1, 16, 0)},
+    bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, K, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, tw)")),
+    setup=conv_setup, work=conv_work, choose=conv_choose, safe=lambda spec: spec[:6] + (1,),
+    pack_weights=conv_weights, w_floats=lambda loc, spec: loc.G * loc.K * loc.cig * round_up(loc.cog, 4),
+    shared_bytes=conv_shared, invocations=lambda spec: spec[0] * spec[1])
+
+
+# ------------------------------------------------------------------------------- matmul_tiled
+def _mm_tile(spec):
+    wx, wy, tm, tn4, bk = spec
+    return tm * wy, 4 * tn4 * wx
+
+
+def matmul_shared(spec):
+    bm, bn = _mm_tile(spec)
+    bk4 = spec[4] // 4
+    return 4 * spec[4] * (bm + (1 if bk4 >= 8 else 8 // bk4)) + 4 * spec[4] * bn
+
+
+def matmul_choose(loc, spec, dev):
+    """large: 16 x 16 threads, 8 x 8 outputs each (128 x 128 tiles); small: 16 x 8 threads, 4 x 4;
+    tiles shrink (outputs per thread, then threads, not below one subgroup) until the grid fills the
+    GPU, then until shared memory and invocations fit."""
+    prof = _profile(dev)
+    sp = [16, 16, 8, 2, 16] if prof == "large" else [16, 8, 4, 1, 16]
+    while sp[0] * sp[1] > dev.max_invocations:
+        sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
+    floor = max(dev.subgroup_size, 1)
+    while cdiv(loc.N, _mm_tile(sp)[1]) * cdiv(loc.M, _mm_tile(sp)[0]) * loc.batch < MIN_WORKGROUPS[prof]:
+        bm, bn = _mm_tile(sp)
+        if sp[3] > 1 and bn >= bm:
+            sp[3] //= 2
+        elif sp[2] > 1:
+            sp[2] //= 2
+        elif sp[3] > 1:
+            sp[3] //= 2
+        elif sp[1] > 1 and sp[0] * sp[1] // 2 >= floor and bm >= bn:
+            sp[1] //= 2
+        elif sp[0] > 1 and sp[0] * sp[1] // 2 >= floor:
+            sp[0] //= 2
+        else:
+            break
+    while matmul_shared(sp) > dev.max_shared_bytes:
+        for i, low in ((4, 8), (2, 1), (3, 1), (4, 4), (1, 1), (0, 1)):
+            if sp[i] > low:
+                sp[i] //= 2
+                break
+        else:
+            return None
+    return tuple(sp)
+
+
+def matmul_tiled_setup(loc, spec):
+    bm, bn = _mm_tile(spec)
+    _, fields = matmul_setup(loc, (1, 1, 1, 1))
+    return (cdiv(loc.N, bn), cdiv(loc.M, bm), loc.batch), fields
+
+
+def matmul_tiled_work(loc, spec, grid):
+    bm, bn = _mm_tile(spec)
+    tiles = float(grid[0]) * grid[1] * grid[2]
+    return {"mac": tiles * bm * bn * round_up(loc.K, spec[4]), "out": tiles * bm * bn}
+
+
+MATMUL_TILED = Kernel(
+    name="matmul_tiled", op="matmul",
+    summary="GPU matmul: BM x BN tiles, A and B staged through shared memory, coalesced vec4 loads",
+    push=MATMUL_PUSH, spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
+    defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 8, 2, 16)},
+    bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
+    shared_bytes=matmul_shared, invocations=lambda spec: spec[0] * spec[1])
