@@ -11,7 +11,8 @@ Per case and implementation: one warm-up call whose result is checked against th
 median, min, std): at least 3, only 2 when one call takes longer than --budget seconds. The
 Vulkan algorithms are timed last, interleaved (direct, gemm, auto, direct, ...), after a short
 pause that lets the CPU libraries' spinning worker threads park. A wrong
-result is a failure, never a time. Vulkan rows also carry the device time of the same calls
-(Vulkan timestamps), the gemm column buffer and the peak device memory of that algorithm.
+result is a failure, never a time. Vulkan rows also carry the device time (Vulkan timestamps,
+recorded in a pass of their own: the queries cost time), the gemm column buffer and the peak device
+memory of that algorithm. PyTorch runs in a worker process of its own (torchproc.py).
 Writes results.json (metadata + records), results.csv, summary.md and PNG plots to --out.
 """

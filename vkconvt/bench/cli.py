@@ -57,7 +57,6 @@ def run(args):
         except (ValueError, TypeError) as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
-        be.collect_timestamps = True
     else:
         print(f"bench: Vulkan is unavailable ({reason}); running NumPy and PyTorch only", file=sys.stderr)
     worker, why = torchproc.start(args.torch_threads)

@@ -34,8 +34,8 @@ def _sg_pads(loc, spec):
 def sg_choose(loc, spec, dev):
     """8 output channels per lane unless 4 waste fewer padded channels; the block length J (48/32
     with 8 channels, 64/48 with 4) that pads a phase's outputs least."""
-    if loc.s > MAX_S:
-        return None        # huge strides go to the portable kernel
+    if loc.s > MAX_S or loc.cog < 8:
+        return None        # huge strides, and few output channels (lanes own channels), go elsewhere
     wg, _, _, ci, sg, edge, pair, cip = spec
 
     def waste(to):
