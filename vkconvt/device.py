@@ -167,7 +167,7 @@ class Device:
             for k in [k for k in self.pool if self._live[id(self.pool[k])][2]]:
                 if self.workspace_bytes + FLOAT_BYTES * size <= budget_bytes:
                     break
-                self._drop(k)
+                self.drop(k)
         self._trim(FLOAT_BYTES * size)
         t = self._new_tensor(size, workspace)
         self.pool[key] = t
@@ -179,9 +179,9 @@ class Device:
 
     def _trim(self, incoming):
         while self.pool and sum(v[1] for v in self._live.values()) + incoming > self.max_pool_bytes:
-            self._drop(next(iter(self.pool)))
+            self.drop(next(iter(self.pool)))
 
-    def _drop(self, key):
+    def drop(self, key):
         """Destroy a pooled buffer and everything bound to it (pipelines, recorded plans)."""
         t = self.pool.pop(key)
         tid = id(t)
@@ -252,7 +252,7 @@ class Device:
             plan = build()
         except BaseException:
             for k in [k for k in self.pool if k not in before]:
-                self._drop(k)
+                self.drop(k)
             raise
         self.plans[key] = plan
         while len(self.plans) > self.max_cached_plans:
@@ -268,7 +268,7 @@ class Device:
             while self.plans:
                 self.plans.popitem(last=False)[1].destroy()
             while self.pool:
-                self._drop(next(iter(self.pool)))
+                self.drop(next(iter(self.pool)))
             for _, (algo, _) in list(self.algorithms.items()):
                 algo.destroy()
             self.algorithms.clear()

@@ -6,6 +6,7 @@ sequence and sequences evaluated in order are ordered) and kept in the device's 
 repeated call only copies its pieces in, evaluates pre-recorded sequences and copies out.
 """
 import os
+import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -83,6 +84,7 @@ class VulkanBackend:
         self._choice = MappingProxyType(self._initial_choice())
         self._max_buffer_bytes = info.max_storage_buffer_range
         self._collect_timestamps = False
+        self._owners = set()
         self.last_run = None
 
     def _initial_choice(self):
@@ -224,8 +226,35 @@ class VulkanBackend:
         """Run the planner's ConvPlan on x (N, C_in, L); out of device memory, a plan made with
         algorithm='auto' retries its fallbacks (smaller column chunks, then direct) after freeing
         every cached buffer."""
+        check_result = self._check_result(plan, weights)
+        out = self._attempts(plan, x, weights, plan.needs_finite and not check_result and not weights.finite)
+        if check_result and not np.isfinite(np.sum(out)):
+            out = self._attempts(plan, x, weights, True)   # a weight may be inf/NaN: the exact variants
+        return out
+
+    def _forget_owner(self, owner):
+        self._owners.discard(owner)
+        dev = self._dev
+        if not dev.closed and dev.pid == os.getpid():
+            with dev.lock:
+                for key in [k for k in dev.pool if k[0] in (("w", owner), ("bias", owner))]:
+                    dev.drop(key)
+
+    @staticmethod
+    def _owner(weights):
+        """Kept weights (a layer's) get buffers of their own, so no other call overwrites them;
+        one-off weights share the pool's."""
+        return None if weights.token is None else id(weights.token)
+
+    @staticmethod
+    def _check_result(plan, weights):
+        """Kernels that may multiply a weight by a zero margin are exact unless a weight is inf/NaN
+        (0*inf). One-off weights larger than the output are not scanned: the result is (a product
+        0*inf would show as a NaN), and only a non-finite result is computed again exactly."""
+        return plan.needs_finite and weights.token is None and weights.weight.size > plan.params.out_bytes() // 4
+
+    def _attempts(self, plan, x, weights, safe):
         last = None
-        safe = plan.needs_finite and not weights.finite
         for sched in plan.attempts(safe):
             try:
                 return self._conv(sched, x, weights)
@@ -272,20 +301,22 @@ class VulkanBackend:
             return slow
         layout = schedule.x_layout(step, sched.algorithm, sched.choice)
         x_shape = (p.n, p.groups, p.cig, p.l_in)
-        key = (("conv", sched.key) + (self.collect_timestamps,))
+        key = ("conv", sched.key)
         out_shape = (p.n, p.c_out, p.l_out)
         needs_finite = plan.needs_finite
-        st = {"rec": None, "dev": None, "calls": 0}
+        st = {"rec": None, "dev": None, "calls": 0, "owner": None}
 
         def run(x, weights):
-            if needs_finite and not weights.finite:
+            check_result = self._check_result(plan, weights)
+            if needs_finite and not check_result and not weights.finite:
                 return slow(x, weights)
             dev = self.dev
             with dev.lock:
                 rec = st["rec"]
-                if rec is None or not rec.alive or st["dev"] is not dev or dev.closed:
+                if rec is None or not rec.alive or st["dev"] is not dev or dev.closed or st["owner"] != self._owner(weights):
                     out = slow(x, weights)
-                    rec = dev.plans.get(key)
+                    st["owner"] = self._owner(weights)
+                    rec = dev.plans.get(key + (st["owner"], self.collect_timestamps))
                     if rec is not None:
                         t = rec.tensors
                         st.update(rec=rec, dev=dev, seqs=rec.seqs[id(rec.schedule.steps[0].dispatches)], t=t,
@@ -293,12 +324,15 @@ class VulkanBackend:
                     return out
                 st["calls"] += 1
                 if st["calls"] % 16 == 0:
-                    dev.plans.move_to_end(key)          # keep it recent in the device's LRU
+                    dev.plans.move_to_end(key + (st["owner"], self.collect_timestamps))    # keep it recent in the LRU
                 self.upload(st["t"]["x"], x.reshape(x_shape), layout=layout)
                 self._put_weights(st["t"], step, sched, weights)
                 for s in st["seqs"]:
                     s.eval()
-                return st["out"].reshape(out_shape).copy()
+                out = st["out"].reshape(out_shape).copy()
+            if check_result and not np.isfinite(np.sum(out)):
+                return slow(x, weights)
+            return out
         return run
 
     def _put_weights(self, t, st, sched, weights):
@@ -329,10 +363,17 @@ class VulkanBackend:
         x4 = x.reshape(p.n, p.groups, p.cig, p.l_in)
         b2 = None if weights.bias is None else weights.bias.reshape(p.groups, p.cog)
 
+        owner = self._owner(weights)
+        if owner is not None and owner not in self._owners:
+            # the layer's buffers go back to the pool's memory when the layer is gone
+            self._owners.add(owner)
+            weakref.finalize(weights, self._forget_owner, owner)
+
         def buffers(sched):
             buf = self.pooled
-            t = dict(x=buf("x", sched.x_floats), w=buf("w", sched.w_floats), out=buf("out", sched.out_floats),
-                     bias=buf("bias", sched.geometry["gc"] * sched.geometry["cc"]) if p.bias else self.dev.dummy())
+            t = dict(x=buf("x", sched.x_floats), w=buf(("w", owner), sched.w_floats), out=buf("out", sched.out_floats),
+                     bias=buf(("bias", owner), sched.geometry["gc"] * sched.geometry["cc"]) if p.bias
+                     else self.dev.dummy())
             if sched.algorithm == "gemm":
                 t["col"] = buf("col", sched.col_floats, workspace=True, budget=sched.budget)
             return t
@@ -361,7 +402,7 @@ class VulkanBackend:
             else:
                 view += res
 
-        self.execute(("conv", sched.key), lambda: sched, buffers, bindings, put, get)
+        self.execute(("conv", sched.key, owner), lambda: sched, buffers, bindings, put, get)
         return out
 
     # ------------------------------------------------------------------ standalone ops
