@@ -19,11 +19,13 @@ layout(std430, binding = 2) buffer BufOut { float outp[]; };            // (nb, 
 layout(push_constant) uniform Push {
     uint C; uint K; uint lc; uint ldcol; uint tw; uint i_begin; uint i_count; uint fresh_from; uint has_bias;
     uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
+    uint act; float act_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
 #include "phase.glsl"
+#include "act_out.glsl"
 
 void group(uvec3 G) {
     const uint li = G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
@@ -51,7 +53,7 @@ void group(uvec3 G) {
 
     const uint idx = (n * pc.C + c) * pc.tw + i;
     if (i >= pc.fresh_from) {
-        outp[idx] = acc + (pc.has_bias != 0u ? bias[c] : 0.0);
+        outp[idx] = act_out(acc + (pc.has_bias != 0u ? bias[c] : 0.0), c, pc.C);
     } else {
         outp[idx] += acc;
     }

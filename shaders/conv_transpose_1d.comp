@@ -23,11 +23,14 @@ layout(push_constant) uniform Push {
     uint cig; uint K; uint lw; uint tw;
     uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
     uint nrep; uint jblocks; uint cblocks; uint cog; uint has_bias;
+    uint act; float act_slope; uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
 #include "phase.glsl"
+#include "act_in.glsl"
+#include "act_out.glsl"
 
 void group(uvec3 G) {
     const uint gx = G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
@@ -66,7 +69,7 @@ void group(uvec3 G) {
                 for (uint jj = 0; jj < TT; ++jj) {
                     const int m = m0 + int(jj);
                     live[jj] = m >= 0 && m < lw;
-                    xv[jj] = live[jj] ? x[xrow + uint(m)] : 0.0;
+                    xv[jj] = live[jj] ? act_in(x[xrow + uint(m)]) : 0.0;
                 }
                 const uint wbase = (g * pc.cig + ci) * pc.cog * pc.K + q;
                 float wv[TC];
@@ -86,7 +89,7 @@ void group(uvec3 G) {
         const uint obase = (n * ngroups * pc.cog + c) * pc.tw + i0;
         for (uint jj = 0; jj < TT; ++jj) {
             const uint j = jb * TT + jj;
-            if (j < cnt) outp[obase + j * pc.s] = acc[i][jj] + bv;
+            if (j < cnt) outp[obase + j * pc.s] = act_out(acc[i][jj] + bv, c, ngroups * pc.cog);
         }
     }
 }

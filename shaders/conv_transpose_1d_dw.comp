@@ -63,10 +63,13 @@ layout(std430, binding = 3) writeonly buffer BufOut4 { vec4 outp4[]; };
 layout(push_constant) uniform Push {
     uint G; uint K; uint s; uint d; int pad; uint lw; uint tw; uint xoff; uint ldx; uint has_bias;
     int jlo; uint JB; uint NJB; uint gd; uint P; uint Dp; uint inv; uint KP;
+    uint act; float act_slope; uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
+#include "act_out.glsl"
 
 
 
@@ -98,10 +101,10 @@ void group(uvec3 G) {
         const int jend = min(jstart + int(pc.JB), floordiv(int(pc.tw) - 1 + pad, int(S)) + 1);
         // inputs [j0 - TM + 1, j0) carried between blocks
         float win[WIN];
-        [[unroll]] for (uint e = 0u; e + 1u < TM; ++e) win[e] = x[uint(int(xrow) + jstart - int(TM) + 1 + int(e))];
+        [[unroll]] for (uint e = 0u; e + 1u < TM; ++e) win[e] = act_in(x[uint(int(xrow) + jstart - int(TM) + 1 + int(e))]);
         [[dont_unroll]] for (int j0 = jstart; j0 < jend; j0 += int(P)) {
             [[unroll]] for (uint v = 0u; v < P4; ++v) {
-                const vec4 xv = x4[(uint(int(xrow) + j0) >> 2) + v];
+                const vec4 xv = act_in4(x4[(uint(int(xrow) + j0) >> 2) + v]);
                 win[TM - 1u + 4u * v] = xv.x; win[TM + 4u * v] = xv.y;
                 win[TM + 1u + 4u * v] = xv.z; win[TM + 2u + 4u * v] = xv.w;
             }
@@ -117,7 +120,7 @@ void group(uvec3 G) {
                             a += prod;
                         }
                     }
-                    o[p * S + ph] = a;
+                    o[p * S + ph] = act_out(a, cl, pc.G);
                 }
             }
             if (live) {
@@ -155,10 +158,10 @@ void group(uvec3 G) {
                     const int t_lo = max(0, -floordiv(-(m0 - lw + 1), Dp));
                     const int t_hi = min(T, floordiv(m0, Dp) + 1);
                     [[dont_unroll]] for (int t = t_lo; t < t_hi; ++t)
-                        a += x[uint(int(xrow) + m0 - t * Dp)] * w[cl * pc.KP + uint(q0 + t * Pq)];
+                        a += act_in(x[uint(int(xrow) + m0 - t * Dp)]) * w[cl * pc.KP + uint(q0 + t * Pq)];
                 }
             }
-            if (live) outp[orow + uint(i)] = a;
+            if (live) outp[orow + uint(i)] = act_out(a, cl, pc.G);
         }
     }
 }

@@ -76,10 +76,13 @@ layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; }; // (nb, G
 layout(push_constant) uniform Push {
     uint cig; uint cog; uint G; uint K; uint s; uint d; int pad; uint lw; uint tw;
     uint xoff; uint ldx; uint has_bias; uint gd; uint P; uint Dp; uint inv; uint ci_pad; uint o_pad;
-    uint KB; uint OB; uint grid_x; uint grid_y; uint grid_z;
+    uint KB; uint OB; uint act; float act_slope; uint in_act; float in_slope;
+    uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
+#include "act_out.glsl"
 
 
 
@@ -149,7 +152,7 @@ void group(uvec3 G) {
                     const bool cok = ci + c < pc.cig;
                     const uint xrow = (xchan0 + min(ci + c, pc.cig - 1u)) * pc.ldx;
                     [[unroll]] for (uint r = 0u; r < JW; ++r) {
-                        const float v = x[xrow + xi[r]];
+                        const float v = act_in(x[xrow + xi[r]]);
                         xr[c][r] = mix(0.0, v, xv[r] && cok);
                     }
                 }
@@ -197,7 +200,7 @@ void group(uvec3 G) {
                 const bool cok = ci + c < pc.cig;
                 const uint xrow = (xchan0 + min(ci + c, pc.cig - 1u)) * pc.ldx;
                 [[unroll]] for (uint r = 0u; r < JR; ++r) {
-                    const float v = x[xrow + xi[r]];
+                    const float v = act_in(x[xrow + xi[r]]);
                     xr[c][r] = mix(0.0, v, xv[r] && cok);
                 }
             }
@@ -226,7 +229,7 @@ void group(uvec3 G) {
             const uint orow = (obase + o) * pc.tw;
             [[unroll]] for (uint k = 0u; k < J; ++k) {
                 if (k0 + int(k) >= kend) break;
-                outp[orow + uint(i0 + s * (k0 + int(k)))] = acc[k][v][c] + b;
+                outp[orow + uint(i0 + s * (k0 + int(k)))] = act_out(acc[k][v][c] + b, g * pc.cog + o, pc.G * pc.cog);
             }
         }
     }

@@ -92,10 +92,13 @@ layout(push_constant) uniform Push {
     uint s; uint d; int pad;
     uint gsd; uint kp; uint dg; uint dinv;
     uint nph; uint utiles; uint has_bias;
+    uint act; float act_slope; uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
+#include "act_out.glsl"
 
 shared vec4 As[BK * BM4];
 shared float Bs[BK * BN];
@@ -177,7 +180,7 @@ void group(uvec3 G) {
                     const int m = int(u0 + uu) + c - t * DG;
                     float v = 0.0;
                     if (t <= thi && ci < pc.cig && m >= 0 && m < LW)
-                        v = x[(xch0 + ci) * pc.ldx + pc.xoff + uint(m)];
+                        v = act_in(x[(xch0 + ci) * pc.ldx + pc.xoff + uint(m)]);
                     Bs[kr * BN + uu] = v;
                 }
             }
@@ -215,7 +218,7 @@ void group(uvec3 G) {
                 const float bv = pc.has_bias != 0u ? bias[g * pc.cog + o] : 0.0;
                 [[unroll]] for (uint j = 0; j < TN; ++j) {
                     const uint u = u0 + tx + j * WG_X;
-                    if (u < n_ph) outp[(obase + o) * pc.tw + ph + u * pc.s] = acc[j][i][q] + bv;
+                    if (u < n_ph) outp[(obase + o) * pc.tw + ph + u * pc.s] = act_out(acc[j][i][q] + bv, g * pc.cog + o, pc.G * pc.cog);
                 }
             }
         }

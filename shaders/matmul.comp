@@ -18,10 +18,12 @@ layout(push_constant) uniform Push {
     uint lda; uint ldb; uint ldc;
     uint a_batch_mod; uint a_batch_stride; uint b_batch_stride; uint c_batch_stride;
     uint b_offset;
+    uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
 
 void group(uvec3 G) {
     const uint col0 = (G.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x) * TN;
@@ -46,7 +48,7 @@ void group(uvec3 G) {
         for (uint i = 0; i < TM; ++i) av[i] = a[arow[i] + k];
         const uint brow = k * pc.ldb;
         float bv[TN];
-        for (uint j = 0; j < TN; ++j) bv[j] = b[bcol[j] + brow];
+        for (uint j = 0; j < TN; ++j) bv[j] = act_in(b[bcol[j] + brow]);
         for (uint i = 0; i < TM; ++i)
             for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
     }

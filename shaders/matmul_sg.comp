@@ -60,15 +60,17 @@ layout(push_constant) uniform Push {
     uint lda; uint ldb; uint ldc;
     uint a_batch_mod; uint a_batch_stride; uint b_batch_stride; uint c_batch_stride;
     uint b_offset;
+    uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
 
 
 // i must be a multiple of 4 (alignment requirement)
 vec4 ld4a(uint i) { return a4[i >> 2]; }
-vec4 ld4b(uint i) { return b4[i >> 2]; }
+vec4 ld4b(uint i) { return act_in4(b4[i >> 2]); }
 
 void group(uvec3 G) {
     const uint WG = gl_WorkGroupSize.x;

@@ -78,10 +78,12 @@ layout(push_constant) uniform Push {
     uint lda; uint ldb; uint ldc;
     uint a_batch_mod; uint a_batch_stride; uint b_batch_stride; uint c_batch_stride;
     uint b_offset;
+    uint in_act; float in_slope;
     uint grid_x; uint grid_y; uint grid_z;
 } pc;
 
 #include "common.glsl"
+#include "act_in.glsl"
 
 shared float As[BK * BMP];
 shared vec4 Bs[BK * BN4];
@@ -138,10 +140,10 @@ void group(uvec3 G) {
                 if (gk < pc.K) {
                     const uint idx = b_base + gk * pc.ldb + gn;
                     if (b_vec && gn + 3u < pc.N) {
-                        v = b4[idx / 4u];
+                        v = act_in4(b4[idx / 4u]);
                     } else {
                         [[unroll]] for (uint q = 0; q < 4u; ++q)
-                            if (gn + q < pc.N) v[q] = b[idx + q];
+                            if (gn + q < pc.N) v[q] = act_in(b[idx + q]);
                     }
                 }
                 Bs[kr * BN4 + nq] = v;

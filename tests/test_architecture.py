@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Layer of each module: a module may import only modules of a lower layer (or its own package).
 LAYERS = {
     "errors": 0, "env": 0, "metrics": 0, "timing": 0, "version": 0,
-    "params": 1, "vkinfo": 1, "kernels": 1,
+    "activations": 0, "params": 1, "vkinfo": 1, "kernels": 1,
     "shaders": 2, "fold": 2, "schedule": 3, "schedule_ops": 4,
     "device": 3, "costmodel": 4,
     "backends": 5,

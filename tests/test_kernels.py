@@ -22,7 +22,8 @@ def push_block(text):
     m = re.search(r"layout\s*\(\s*push_constant\s*\)\s*uniform\s+\w+\s*\{(.*?)\}", text, re.S)
     assert m, "no push_constant block"
     fields = re.findall(r"\b(uint|int|float)\s+(\w+)\s*;", m.group(1))
-    return [name for _, name in fields], {name for typ, name in fields if typ == "int"}, {t for t, _ in fields}
+    return ([name for _, name in fields], {name for typ, name in fields if typ == "int"},
+            {name for typ, name in fields if typ == "float"})
 
 
 def spec_constants(text):
@@ -42,10 +43,10 @@ def test_every_shader_has_one_table_entry():
 def test_push_block_matches_the_table(name):
     kern = kernels.KERNELS[name]
     text = strip_comments(open(SOURCES[name]).read())
-    names, signed, types = push_block(text)
+    names, signed, floats = push_block(text)
     assert tuple(names) == kern.push, f"{name}.comp Push {names} != table {kern.push}"
     assert signed == set(kern.signed), f"{name}.comp int fields {signed} != table {kern.signed}"
-    assert types <= {"uint", "int"}, "push constants are 32-bit integers"
+    assert floats == set(kern.floats), f"{name}.comp float fields {floats} != table {kern.floats}"
     assert kern.push[-3:] == kernels.GRID
 
 

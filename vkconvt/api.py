@@ -10,15 +10,19 @@ All accept anything np.asarray takes and return NumPy float32 arrays; given CPU 
 return a torch.Tensor in the first tensor's floating dtype (vkconvt/interop.py; torch is never
 imported by vkconvt itself).
 """
-from . import backends, calls, planner
+import dataclasses
+
+from . import activations, backends, calls, planner
 from .interop import tensor_io
-from .params import (Weights, as_float32, check_algorithm, check_conv_args, check_host_memory, check_hyper,
-                     check_layer_args, output_length)
+from .params import (Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
+                     check_hyper, check_layer_args, output_length)
 
 
 @tensor_io("x", "weight", "bias")
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
-                     algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+                     algorithm="auto", backend=None, device=None, max_workspace_bytes=None, activation=None,
+                     negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
+                     input_negative_slope=0.01):
     """PyTorch's torch.nn.functional.conv_transpose1d.
 
     x: (N, C_in, L) or unbatched (C_in, L); weight: (C_in, C_out/groups, K); bias: (C_out,) or None.
@@ -28,9 +32,15 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     col2im_1d; its column buffer is chunked over batch and input length to fit max_workspace_bytes).
     backend: "vulkan", "numpy", "auto" (the planner picks the faster backend) or None (default).
     device: a Vulkan device index or a substring of its name.
+    activation: None, "relu", "leaky_relu" (negative_slope), "tanh", "snake" (alpha: (C_out,)) or
+    "snakebeta" (alpha, beta; alpha_logscale as BigVGAN), applied to the output by the kernel that
+    writes it; input_activation: None or "leaky_relu" (input_negative_slope), applied to x as it
+    is loaded (see vkconvt/activations.py).
     """
-    sig = calls.signature(x, weight, bias, (stride, padding, output_padding, groups, dilation), algorithm, backend,
-                          device, max_workspace_bytes)
+    act = (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope)
+    sig = None if alpha is not None or beta is not None else calls.signature(
+        x, weight, bias, (stride, padding, output_padding, groups, dilation), algorithm, backend, device,
+        max_workspace_bytes, act)
     hit = calls.get(sig)
     if hit is not None:                  # a call exactly like an earlier valid one: validated then
         run, batched = hit
@@ -39,7 +49,11 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     check_algorithm(algorithm)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
                                                   dilation)
-    out, run = run_conv(p, x, Weights(weight, bias), algorithm, backend, device, max_workspace_bytes)
+    epi, act_params = activations.check(p.c_out, activation, negative_slope, alpha, beta, alpha_logscale,
+                                        input_activation, input_negative_slope)
+    p = dataclasses.replace(p, epi=epi)
+    out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
+                        max_workspace_bytes)
     calls.put(sig, (run, batched), p)
     return out if batched else out[0]
 
@@ -63,11 +77,16 @@ class ConvTranspose1d:
 
     @tensor_io("weight", "bias", wrap_result=False)
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
-                 algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+                 algorithm="auto", backend=None, device=None, max_workspace_bytes=None, activation=None,
+                 negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
+                 input_negative_slope=0.01):
         check_algorithm(algorithm)
         self.hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
                           dilation=dilation)
         weight, bias = check_layer_args(weight, bias, **self.hyper)
+        self.epi, act_params = activations.check(weight.shape[1] * as_int("groups", groups, 1), activation,
+                                                 negative_slope, alpha, beta, alpha_logscale, input_activation,
+                                                 input_negative_slope)
         # Own copies: the device keeps these weights, so later edits of the caller's arrays must
         # not make them stale.
         weight, bias = weight.copy(), None if bias is None else bias.copy()
@@ -78,7 +97,7 @@ class ConvTranspose1d:
             backends.get("vulkan", device=device)       # a bad device fails here, not at the first call
         elif device is not None:
             raise ValueError(f"device={device!r} needs the Vulkan backend; the layer's backend is {name or 'numpy'!r}")
-        self.weights = Weights(weight, bias, keep=True)
+        self.weights = Weights(weight, bias, keep=True, act_params=act_params)
         self._calls = {}
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
@@ -94,13 +113,14 @@ class ConvTranspose1d:
     @tensor_io("x")
     def __call__(self, x):
         sig = calls.signature(x, self.weights.weight, self.weights.bias, tuple(self.hyper.values()), self.algorithm,
-                              self.backend, self.device, self.max_workspace_bytes)
+                              self.backend, self.device, self.max_workspace_bytes, self.epi)
         hit = self._calls.get(sig) if sig is not None else None
         if hit is not None:
             run, batched = hit
             out = run(x if batched else x[None], self.weights)
             return out if batched else out[0]
         x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper)
+        p = dataclasses.replace(p, epi=self.epi)
         out, run = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device, self.max_workspace_bytes)
         if sig is not None and calls.cacheable(p):
             if len(self._calls) >= 8:

@@ -23,7 +23,9 @@ def _array(a):
     return type(a) is np.ndarray and a.dtype == F32 and a.flags.c_contiguous
 
 
-def signature(x, weight, bias, hyper, algorithm, backend, device, budget):
+def signature(x, weight, bias, hyper, algorithm, backend, device, budget, extra=()):
+    """extra: further hashable arguments the call depends on (activations); floats and bools are
+    kept with their types."""
     if not (_array(x) and _array(weight) and (bias is None or _array(bias))):
         return None
     for v in hyper:
@@ -32,8 +34,13 @@ def signature(x, weight, bias, hyper, algorithm, backend, device, budget):
     for v in (algorithm, backend, device, budget):
         if v is not None and type(v) not in (int, str):
             return None
+    try:
+        extra = tuple((type(v), v) for v in extra) if isinstance(extra, tuple) else (type(extra), extra)
+        hash(extra)
+    except TypeError:
+        return None
     return (x.shape, weight.shape, None if bias is None else bias.shape, hyper, algorithm, backend,
-            type(device), device, type(budget), budget, env.plan_snapshot(), env.generation())
+            type(device), device, type(budget), budget, extra, env.plan_snapshot(), env.generation())
 
 
 def cacheable(p):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activations import NONE, Epilogue
 from .errors import VkconvtMemoryError
 
 ALGORITHMS = ("auto", "direct", "gemm")
@@ -61,6 +62,7 @@ class ConvParams:
     dilation: int = 1
     groups: int = 1
     bias: bool = False
+    epi: Epilogue = NONE            # fused activations (activations.py)
 
     @property
     def cig(self):
@@ -98,7 +100,8 @@ class ConvParams:
     def tag(self):
         """A short id like N2_Ci4_Co6_L13_K3_s2_p1_op1_d1_g2_b."""
         return (f"N{self.n}_Ci{self.c_in}_Co{self.c_out}_L{self.l_in}_K{self.k}_s{self.stride}_p{self.padding}"
-                f"_op{self.output_padding}_d{self.dilation}_g{self.groups}" + ("_b" if self.bias else ""))
+                f"_op{self.output_padding}_d{self.dilation}_g{self.groups}" + ("_b" if self.bias else "")
+                + self.epi.tag())
 
 
 def host_memory_bytes():
@@ -132,9 +135,10 @@ class Weights:
     use and kept (`layout`), and a `token` naming this version of the weights, so that a device
     keeps them between calls (None: a one-off call, nothing is kept)."""
 
-    def __init__(self, weight, bias=None, keep=False):
+    def __init__(self, weight, bias=None, keep=False, act_params=None):
         self.weight = weight
         self.bias = bias
+        self.act_params = act_params          # (2, C_out) [alpha, 1/(beta + eps)] of snake activations
         self.token = object() if keep else None
         self._layouts = {}
 

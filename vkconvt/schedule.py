@@ -101,10 +101,13 @@ class ConvPiece:
     def first(self):
         return self.ci0 == 0
 
-    def local(self, has_bias):
-        f = self.fold
+    def local(self, p, fused=True):
+        """The piece-local problem; the output activation only when the kernels write final
+        outputs (`fused`), the input activation always (it applies to x as loaded)."""
+        f, e = self.fold, p.epi
         return ConvLocal(self.n1 - self.n0, self.g1 - self.g0, self.ci1 - self.ci0, self.co1 - self.co0, f.lw,
-                         self.t1 - self.t0, f.kw, f.s, f.d, f.pad, bool(has_bias and self.first))
+                         self.t1 - self.t0, f.kw, f.s, f.d, f.pad, bool(p.bias and self.first),
+                         e.act if fused else 0, e.slope if fused else 0.0, e.in_act, e.in_slope)
 
 
 @dataclass
@@ -132,6 +135,7 @@ class ConvSchedule:
     complete: bool = True                 # every piece (False: classes of pieces with counts)
     budget: int = 0                       # the workspace budget it was cut for
     safe: bool = False                    # specs exact for non-finite weights
+    fused: bool = True                    # the kernels apply the output activation (else the host)
     key: tuple = ()                       # what identifies it (the device's recording cache key)
 
     @property
@@ -235,9 +239,9 @@ def _counted(items, complete):
     return [(r, 1) for r in items] if complete else items
 
 
-def direct_dispatches(piece, p, choice, limits, safe):
+def direct_dispatches(piece, p, choice, limits, safe, fused):
     """One dispatch of the first conv kernel of the choice that takes this piece."""
-    loc = piece.local(p.bias)
+    loc = piece.local(p, fused)
     name, spec = kernels.pick("conv_transpose_1d", choice, loc, limits.device, safe)
     return [make_dispatch(name, loc, spec, limits)]
 
@@ -248,11 +252,11 @@ def matmul_align(choice):
     return kernels.KERNELS[choice["matmul"][0][0]].align
 
 
-def gemm_dispatches(piece, p, choice, limits, lchunk):
+def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
     """Column chunks of lchunk inputs: matmul into the column buffer, then col2im_1d, which adds
     to the outputs an earlier chunk already wrote (before `fresh`) and writes the others. Operand
     rows are padded to the matmul kernel's alignment: x rows ldx, weight rows lda, column rows ldc."""
-    loc = piece.local(p.bias)
+    loc = piece.local(p, fused)
     al = matmul_align(choice)
     lda, ldx = round_up(loc.cig, al), round_up(loc.lw, al)
     m = loc.cog * loc.K
@@ -263,7 +267,7 @@ def gemm_dispatches(piece, p, choice, limits, lchunk):
         ldc = round_up(lc, al)
         mm = MatmulLocal(batch=loc.nb * loc.G, M=m, N=lc, K=loc.cig, lda=lda, ldb=ldx, ldc=ldc,
                          a_batch_mod=loc.G, a_batch_stride=m * lda, b_batch_stride=loc.cig * ldx,
-                         c_batch_stride=m * ldc, b_offset=q0)
+                         c_batch_stride=m * ldc, b_offset=q0, in_act=loc.in_act, in_slope=loc.in_slope)
         name, spec = kernels.pick("matmul", choice, mm, limits.device)
         out.append(make_dispatch(name, mm, spec, limits))
         lo = q0 * loc.s - loc.pad
@@ -273,7 +277,7 @@ def gemm_dispatches(piece, p, choice, limits, lchunk):
         if end <= begin:
             continue
         c2i = Col2imLocal(loc.nb, loc.G * loc.cog, loc.K, lc, loc.s, loc.d, loc.pad - q0 * loc.s, loc.tw, begin,
-                          end - begin, fresh, loc.has_bias, ldc)
+                          end - begin, fresh, loc.has_bias, ldc, loc.act, loc.act_slope)
         name, spec = kernels.pick("col2im_1d", choice, c2i, limits.device)
         out.append(make_dispatch(name, c2i, spec, limits))
         fresh = max(fresh, end)
@@ -321,12 +325,16 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
         room = min(limits.max_buffer_bytes, budget) // per_pos
         sched.lchunk = lw_max if room >= round_up(lw_max, al) else max(al, room // al * al)
         sched.col_floats = g["nb"] * g["gc"] * g["cc"] * kw_max * round_up(sched.lchunk, al)
+    # The kernels apply the output activation when they write every output's final value: one
+    # input-channel chunk, one column chunk, no window left to the host's bias fill.
+    sched.fused = (g["ic"] >= p.cig and (algorithm == "direct" or sched.lchunk >= lw_max)
+                   and len(live) == len(pieces))
     memo = {}         # pieces with the same local problem share their dispatches
     for pc, count in pieces:
-        loc = pc.local(p.bias)
+        loc = pc.local(p, sched.fused)
         if not pc.empty and loc not in memo:
-            memo[loc] = (direct_dispatches(pc, p, choice, limits, safe) if algorithm == "direct"
-                         else gemm_dispatches(pc, p, choice, limits, sched.lchunk))
+            memo[loc] = (direct_dispatches(pc, p, choice, limits, safe, sched.fused) if algorithm == "direct"
+                         else gemm_dispatches(pc, p, choice, limits, sched.lchunk, sched.fused))
         step = Step(pc, [] if pc.empty else memo[loc], count)
         if not pc.empty:
             xoff, ldx = x_layout(step, algorithm, choice)

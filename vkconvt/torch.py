@@ -45,12 +45,15 @@ from . import interop
 __all__ = ["convert", "restore", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
 
 
-def _check_config(device, algorithm, backend, max_workspace_bytes):
-    """Validate the vkconvt options early (the layer constructor checks algorithm and friends)."""
+def _check_config(device, algorithm, backend, max_workspace_bytes, activation=None, out_channels=1):
+    """Validate the vkconvt options early (the layer constructor checks algorithm and friends);
+    activation: the fused activation's keyword arguments (vkconvt.conv_transpose1d's)."""
     interop.check_vulkan_device("device", device)
-    vkconvt.ConvTranspose1d(np.zeros((1, 1, 1), np.float32), algorithm=algorithm, backend=backend, device=device,
-                            max_workspace_bytes=max_workspace_bytes)
-    return dict(algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes)
+    act = {k: (interop.unwrap(k, v) if k in ("alpha", "beta") and v is not None else v)
+           for k, v in (activation or {}).items()}
+    vkconvt.ConvTranspose1d(np.zeros((1, out_channels, 1), np.float32), algorithm=algorithm, backend=backend,
+                            device=device, max_workspace_bytes=max_workspace_bytes, **act)
+    return dict(algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes, **act)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
@@ -70,9 +73,9 @@ class _State:
     output_size can change output_padding from call to call), with the float32 weight and bias the
     device holds, to notice when the module's weights change."""
 
-    def __init__(self, algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+    def __init__(self, algorithm="auto", backend=None, device=None, max_workspace_bytes=None, **activation):
         self.config = dict(algorithm=algorithm, backend=backend, device=device,
-                           max_workspace_bytes=max_workspace_bytes)
+                           max_workspace_bytes=max_workspace_bytes, **activation)
         self._reset()
 
     def _reset(self):
@@ -162,14 +165,21 @@ class ConvTranspose1d(nn.ConvTranspose1d):
         'cpu', ...) is refused with a ValueError.
     dtype: the parameters' dtype (default float32); vkconvt computes in float32.
     algorithm, backend, max_workspace_bytes (keyword-only): as for vkconvt.conv_transpose1d.
+    activation, negative_slope, alpha, beta, alpha_logscale, input_activation, input_negative_slope
+        (keyword-only): fused activations, as for vkconvt.conv_transpose1d (the module then computes
+        activation(conv_transpose1d(input_activation(x))), no longer nn.ConvTranspose1d alone).
 
     The weights are kept on the Vulkan device and uploaded again whenever they change.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None, *, algorithm="auto",
-                 backend=None, max_workspace_bytes=None):
-        config = _check_config(device, algorithm, backend, max_workspace_bytes)
+                 backend=None, max_workspace_bytes=None, activation=None, negative_slope=0.01, alpha=None,
+                 beta=None, alpha_logscale=False, input_activation=None, input_negative_slope=0.01):
+        act = dict(activation=activation, negative_slope=negative_slope, alpha=alpha, beta=beta,
+                   alpha_logscale=alpha_logscale, input_activation=input_activation,
+                   input_negative_slope=input_negative_slope)
+        config = _check_config(device, algorithm, backend, max_workspace_bytes, act, out_channels)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device="cpu", dtype=dtype)
         self._vkconvt = _State(**config)

@@ -6,6 +6,7 @@ a long kernel over a short input costs as much as its FLOPs, not K steps.
 """
 import numpy as np
 
+from .. import activations
 from ..params import check_host_memory, output_length
 
 name = "numpy"
@@ -79,9 +80,9 @@ class NumpyBackend:
     def conv_transpose1d(self, plan, x, weights):
         """x (N, C_in, L) float32; plan: the planner's ConvPlan (its params and algorithm)."""
         p = plan.params
-        if plan.algorithm == "gemm":
-            return _gemm(x, weights, p)
-        return _direct(x, weights.weight, weights.bias, p)
+        x = activations.apply_input(x, p.epi)
+        out = _gemm(x, weights, p) if plan.algorithm == "gemm" else _direct(x, weights.weight, weights.bias, p)
+        return activations.apply(out, p.epi, weights.act_params)
 
     def matmul(self, a, b):
         return matmul(a, b)

@@ -13,8 +13,8 @@ from types import MappingProxyType
 import numpy as np
 
 from .. import device as devmod
-from .. import costmodel, env, kernels, schedule
-from . import vulkan_ops
+from .. import activations, costmodel, env, kernels, schedule
+from . import vulkan_fast, vulkan_ops
 from ..errors import DeviceOutOfMemory
 
 name = "vulkan"
@@ -226,7 +226,7 @@ class VulkanBackend:
         """Run the planner's ConvPlan on x (N, C_in, L); out of device memory, a plan made with
         algorithm='auto' retries its fallbacks (smaller column chunks, then direct) after freeing
         every cached buffer."""
-        check_result = self._check_result(plan, weights)
+        check_result = self.check_result(plan, weights)
         out = self._attempts(plan, x, weights, plan.needs_finite and not check_result and not weights.finite)
         if check_result and not np.isfinite(np.sum(out)):
             out = self._attempts(plan, x, weights, True)   # a weight may be inf/NaN: the exact variants
@@ -241,13 +241,13 @@ class VulkanBackend:
                     dev.drop(key)
 
     @staticmethod
-    def _owner(weights):
+    def owner(weights):
         """Kept weights (a layer's) get buffers of their own, so no other call overwrites them;
         one-off weights share the pool's."""
         return None if weights.token is None else id(weights.token)
 
     @staticmethod
-    def _check_result(plan, weights):
+    def check_result(plan, weights):
         """Kernels that may multiply a weight by a zero margin are exact unless a weight is inf/NaN
         (0*inf). One-off weights larger than the output are not scanned: the result is (a product
         0*inf would show as a NaN), and only a non-finite result is computed again exactly."""
@@ -285,57 +285,10 @@ class VulkanBackend:
             self.last_run = RunInfo(rec.schedule, rec, ns)
 
     def runner(self, plan):
-        """A callable run(x, weights) for repeated calls of one plan. For the common single-piece
-        schedule on a host-visible device it keeps the recording's buffer views and sequences and
-        only copies in, evaluates and copies out (checking that the recording is still cached);
-        otherwise, and whenever that check fails, it is the general path."""
-        sched = plan.schedule
-        slow = lambda x, weights: self.conv_transpose1d(plan, x, weights)  # noqa: E731
-        if len(sched.steps) != 1 or sched.steps[0].piece.empty or not self._dev.host_visible:
-            return slow
-        step = sched.steps[0]
-        pc, f = step.piece, step.piece.fold
-        p = sched.params
-        whole = (pc.ci1 - pc.ci0, pc.t1 - pc.t0, f.lb, f.lw, f.kb, f.kw) == (p.cig, p.l_out, 0, p.l_in, 0, p.k)
-        if not whole:
-            return slow
-        layout = schedule.x_layout(step, sched.algorithm, sched.choice)
-        x_shape = (p.n, p.groups, p.cig, p.l_in)
-        key = ("conv", sched.key)
-        out_shape = (p.n, p.c_out, p.l_out)
-        needs_finite = plan.needs_finite
-        st = {"rec": None, "dev": None, "calls": 0, "owner": None}
+        """A callable run(x, weights) for repeated calls of one plan (vulkan_fast.py)."""
+        return vulkan_fast.runner(self, plan)
 
-        def run(x, weights):
-            check_result = self._check_result(plan, weights)
-            if needs_finite and not check_result and not weights.finite:
-                return slow(x, weights)
-            dev = self.dev
-            with dev.lock:
-                rec = st["rec"]
-                if rec is None or not rec.alive or st["dev"] is not dev or dev.closed or st["owner"] != self._owner(weights):
-                    out = slow(x, weights)
-                    st["owner"] = self._owner(weights)
-                    rec = dev.plans.get(key + (st["owner"], self.collect_timestamps))
-                    if rec is not None:
-                        t = rec.tensors
-                        st.update(rec=rec, dev=dev, seqs=rec.seqs[id(rec.schedule.steps[0].dispatches)], t=t,
-                                  out=t["out"].data()[:p.n * p.c_out * p.l_out])
-                    return out
-                st["calls"] += 1
-                if st["calls"] % 16 == 0:
-                    dev.plans.move_to_end(key + (st["owner"], self.collect_timestamps))    # keep it recent in the LRU
-                self.upload(st["t"]["x"], x.reshape(x_shape), layout=layout)
-                self._put_weights(st["t"], step, sched, weights)
-                for s in st["seqs"]:
-                    s.eval()
-                out = st["out"].reshape(out_shape).copy()
-            if check_result and not np.isfinite(np.sum(out)):
-                return slow(x, weights)
-            return out
-        return run
-
-    def _put_weights(self, t, st, sched, weights):
+    def put_weights(self, t, st, sched, weights):
         """A step's weights (and, for the first input-channel chunk, bias) in the layout of the
         kernel that runs it; skipped while the buffers still hold these weights (tags)."""
         p, pc, f, d = sched.params, st.piece, st.piece.fold, st.dispatches[0]
@@ -351,9 +304,12 @@ class VulkanBackend:
             pack = kernels.KERNELS[d.kernel].pack_weights
             self.upload(t["w"], ws, tag=token and (token, d.kernel, d.spec, wkey),
                       pack=lambda dst, w: pack(dst, w, d.local, d.spec))
-        if weights.bias is not None and pc.first:
-            b2 = weights.bias.reshape(p.groups, p.cog)
-            self.upload(t["bias"], b2[pc.g0:pc.g1, pc.co0:pc.co1], tag=token and (token, "bias", wkey[:4]))
+        if (weights.bias is not None or p.epi.per_channel) and pc.first:
+            parts = [np.zeros(p.c_out, np.float32) if weights.bias is None else weights.bias]
+            if p.epi.per_channel:
+                parts += [weights.act_params[0], weights.act_params[1]]
+            rows = np.stack([a.reshape(p.groups, p.cog)[pc.g0:pc.g1, pc.co0:pc.co1] for a in parts])
+            self.upload(t["bias"], rows, tag=token and (token, "bias", len(parts), wkey[:4]))
 
     def _conv(self, sched, x, weights):
         p = sched.params
@@ -363,7 +319,7 @@ class VulkanBackend:
         x4 = x.reshape(p.n, p.groups, p.cig, p.l_in)
         b2 = None if weights.bias is None else weights.bias.reshape(p.groups, p.cog)
 
-        owner = self._owner(weights)
+        owner = self.owner(weights)
         if owner is not None and owner not in self._owners:
             # the layer's buffers go back to the pool's memory when the layer is gone
             self._owners.add(owner)
@@ -371,9 +327,10 @@ class VulkanBackend:
 
         def buffers(sched):
             buf = self.pooled
+            per_channel = 3 if p.epi.per_channel else 1          # [bias | alpha | 1/(beta + eps)]
             t = dict(x=buf("x", sched.x_floats), w=buf(("w", owner), sched.w_floats), out=buf("out", sched.out_floats),
-                     bias=buf(("bias", owner), sched.geometry["gc"] * sched.geometry["cc"]) if p.bias
-                     else self.dev.dummy())
+                     bias=buf(("bias", owner), per_channel * sched.geometry["gc"] * sched.geometry["cc"])
+                     if p.bias or p.epi.per_channel else self.dev.dummy())
             if sched.algorithm == "gemm":
                 t["col"] = buf("col", sched.col_floats, workspace=True, budget=sched.budget)
             return t
@@ -390,7 +347,7 @@ class VulkanBackend:
                 return False
             xs = x4[pc.n0:pc.n1, pc.g0:pc.g1, pc.ci0:pc.ci1, f.lb:f.lb + f.lw]
             self.upload(t["x"], xs, layout=schedule.x_layout(st, sched.algorithm, sched.choice))
-            self._put_weights(t, st, sched, weights)
+            self.put_weights(t, st, sched, weights)
             return True
 
         def get(t, st):
@@ -403,6 +360,8 @@ class VulkanBackend:
                 view += res
 
         self.execute(("conv", sched.key, owner), lambda: sched, buffers, bindings, put, get)
+        if p.epi.act and not self.last_run.schedule.fused:
+            activations.apply(out, p.epi, weights.act_params)      # not fusable here: on the host
         return out
 
     # ------------------------------------------------------------------ standalone ops

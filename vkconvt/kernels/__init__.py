@@ -91,6 +91,9 @@ def pack(name, **fields):
         raise KeyError(f"push constants of {name}: missing {sorted(missing)}, unknown {sorted(extra)}")
     vals = []
     for n in names:
+        if n in kern.floats:            # the float's own bits
+            vals.append(int(np.asarray(fields[n], dtype=np.float32).view(np.uint32)))
+            continue
         v = int(fields[n])
         lo, hi = (-(1 << 31), 1 << 31) if n in kern.signed else (0, 1 << 32)
         if not lo <= v < hi:

@@ -39,10 +39,17 @@ class ConvLocal:
     d: int
     pad: int
     has_bias: bool
+    act: int = 0               # fused output activation (activations.py) and its slope
+    act_slope: float = 0.0
+    in_act: int = 0            # input activation on x as it is loaded, and its slope
+    in_slope: float = 0.0
 
     def phase_fields(self):
         g, kp, _, dinv = phase_constants(self.s, self.d)
         return dict(s=self.s, d=self.d, pad=self.pad, kp=kp, gdiv=g, dinv=dinv)
+
+    def act_fields(self):
+        return dict(act=self.act, act_slope=self.act_slope, in_act=self.in_act, in_slope=self.in_slope)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class MatmulLocal:
     b_batch_stride: int
     c_batch_stride: int
     b_offset: int
+    in_act: int = 0            # input activation applied to B (x, on the gemm path) as it is loaded
+    in_slope: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class Col2imLocal:
     fresh_from: int
     has_bias: bool
     ldcol: int = 0
+    act: int = 0               # fused output activation (only when this dispatch writes final outputs)
+    act_slope: float = 0.0
 
     def phase_fields(self):
         g, kp, _, dinv = phase_constants(self.s, self.d)
@@ -120,6 +131,7 @@ class Kernel:
     setup: Callable                         # (local, spec) -> (logical grid, push fields without grid_*)
     work: Callable                          # (local, spec, grid) -> {count: value} for the cost model
     signed: Tuple[str, ...] = ()            # push fields declared `int`
+    floats: Tuple[str, ...] = ()            # push fields declared `float`
     summary: str = ""
     # Per-piece spec: (local, base spec, Device) -> spec, or None when this kernel cannot run the piece.
     choose: Optional[Callable] = None

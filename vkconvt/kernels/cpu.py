@@ -10,7 +10,7 @@ loaded values across lanes with subgroupShuffle, keep large per-lane register ti
   matmul_sg             A values shared by shuffle, a 64 x 4 tile of C per lane, vec4 loads
 """
 from .base import Kernel, cdiv, phase_constants, round_up
-from .portable import GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
+from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
 
 SHUFFLE = ("basic", "shuffle")
 MAX_J = 64          # J >= 80 crashes lavapipe 25.0.7's shader compiler (a stack overflow)
@@ -61,7 +61,7 @@ def sg_setup(loc, spec):
     kb, ob = cdiv(cdiv(loc.tw, loc.s), j), cdiv(loc.cog, wg * to)
     fields = dict(cig=loc.cig, cog=loc.cog, G=loc.G, K=loc.K, s=loc.s, d=loc.d, pad=loc.pad, lw=loc.lw, tw=loc.tw,
                   xoff=0, ldx=max(1, loc.lw), has_bias=int(loc.has_bias), gd=g, P=kp, Dp=dg, inv=dinv,
-                  ci_pad=ci_pad, o_pad=o_pad, KB=kb, OB=ob)
+                  ci_pad=ci_pad, o_pad=o_pad, KB=kb, OB=ob, **loc.act_fields())
     return (loc.s * kb, loc.G * ob, loc.nb), fields
 
 
@@ -87,8 +87,8 @@ CONV_SG = Kernel(
     name="conv_transpose_1d_sg", op="conv_transpose_1d",
     summary="llvmpipe direct kernel: lanes own output channels, one phase's outputs share inputs by shuffle",
     push=("cig", "cog", "G", "K", "s", "d", "pad", "lw", "tw", "xoff", "ldx", "has_bias", "gd", "P", "Dp", "inv",
-          "ci_pad", "o_pad", "KB", "OB") + GRID,
-    signed=("pad",), spec=("wg", "to", "j", "ci", "sg", "edge_select", "pair", "cip"),
+          "ci_pad", "o_pad", "KB", "OB") + ACT_PUSH + GRID,
+    signed=("pad",), floats=ACT_FLOATS, spec=("wg", "to", "j", "ci", "sg", "edge_select", "pair", "cip"),
     defaults={"cpu": (8, 8, 48, 1, 8, 0, 1, 2), "gpu": (32, 4, 32, 1, 32, 0, 1, 2)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "[G][K][ci_pad][o_pad]"), ("bias", "(G*cog,) or (1,) unused"),
               ("out", "(nb, G*cog, tw)")),
@@ -151,7 +151,7 @@ def dw_setup(loc, spec):
     xoff, ldx = dw_x_layout(loc, spec)
     fields = dict(G=loc.G, K=loc.K, s=loc.s, d=loc.d, pad=loc.pad, lw=loc.lw, tw=loc.tw, xoff=xoff, ldx=ldx,
                   has_bias=int(loc.has_bias), jlo=jlo, JB=jb, NJB=njb, gd=g, P=kp, Dp=dg, inv=dinv,
-                  KP=round_up(loc.K, 4))
+                  KP=round_up(loc.K, 4), **loc.act_fields())
     return (njb, cdiv(loc.G, spec[0]), loc.nb), fields
 
 
@@ -172,8 +172,8 @@ CONV_DW = Kernel(
     name="conv_transpose_1d_dw", op="conv_transpose_1d",
     summary="depthwise kernel: lanes own channels, taps in registers, inputs as vec4",
     push=("G", "K", "s", "d", "pad", "lw", "tw", "xoff", "ldx", "has_bias", "jlo", "JB", "NJB", "gd", "P", "Dp",
-          "inv", "KP") + GRID,
-    signed=("pad", "jlo"), spec=("wg", "s", "ks", "p", "ov", "edge_select"),
+          "inv", "KP") + ACT_PUSH + GRID,
+    signed=("pad", "jlo"), floats=ACT_FLOATS, spec=("wg", "s", "ks", "p", "ov", "edge_select"),
     defaults={"cpu": (8, 2, 12, 16, 2, 0), "gpu": (64, 2, 12, 16, 2, 0)},
     bindings=(("x", "(nb, G, ldx)"), ("w", "(G, KP)"), ("bias", "(G,) or (1,) unused"), ("out", "(nb, G, tw)")),
     setup=dw_setup, work=dw_work, choose=dw_choose, safe=dw_safe, x_layout=dw_x_layout, pack_weights=dw_weights,
@@ -196,7 +196,7 @@ def matmul_sg_work(loc, spec, grid):
 MATMUL_SG = Kernel(
     name="matmul_sg", op="matmul",
     summary="llvmpipe matmul: A values shared by shuffle, a TM x TN tile per lane, vec4 loads",
-    push=MATMUL_PUSH, spec=("wg", "tm", "tn", "sg", "kk"),
+    push=MATMUL_PUSH, floats=("in_slope",), spec=("wg", "tm", "tn", "sg", "kk"),
     defaults={"cpu": (8, 64, 4, 8, 4), "gpu": (32, 64, 4, 32, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_sg_setup, work=matmul_sg_work, subgroup_ops=SHUFFLE,
     min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0], align=4)

@@ -12,7 +12,7 @@ import math
 
 from .base import Kernel, cdiv, phase_constants, round_up
 from .cpu import _blocked_transpose
-from .portable import GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
+from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
 
 MIN_WORKGROUPS = {"large": 256, "small": 32}      # enough tiles to fill ~100 / ~8 compute units
 
@@ -100,7 +100,7 @@ def conv_setup(loc, spec):
     g, kp, dg, dinv = phase_constants(loc.s, loc.d)
     fields = dict(G=loc.G, cig=loc.cig, cog=loc.cog, cogp=round_up(loc.cog, 4), K=loc.K, lw=loc.lw,
                   ldx=max(1, loc.lw), xoff=0, tw=loc.tw, s=loc.s, d=loc.d, pad=loc.pad, gsd=g, kp=kp, dg=dg, dinv=dinv,
-                  nph=nph, utiles=utiles, has_bias=int(loc.has_bias))
+                  nph=nph, utiles=utiles, has_bias=int(loc.has_bias), **loc.act_fields())
     return grid, fields
 
 
@@ -124,8 +124,8 @@ CONV_TILED = Kernel(
     name="conv_transpose_1d_tiled", op="conv_transpose_1d",
     summary="GPU direct kernel: a matmul per output phase, operand tiles in shared memory",
     push=("G", "cig", "cog", "cogp", "K", "lw", "ldx", "xoff", "tw", "s", "d", "pad", "gsd", "kp", "dg", "dinv",
-          "nph", "utiles", "has_bias") + GRID,
-    signed=("pad",), spec=("wg_x", "wg_y", "tm4", "tn", "bt", "bc", "masked"),
+          "nph", "utiles", "has_bias") + ACT_PUSH + GRID,
+    signed=("pad",), floats=ACT_FLOATS, spec=("wg_x", "wg_y", "tm4", "tn", "bt", "bc", "masked"),
     defaults={"cpu": (8, 2, 1, 4, 1, 16, 0), "gpu": (32, 8, 2, 8, 1, 16, 0)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, K, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, tw)")),
     setup=conv_setup, work=conv_work, choose=conv_choose, safe=lambda spec: spec[:6] + (1,),
@@ -193,7 +193,7 @@ def matmul_tiled_work(loc, spec, grid):
 MATMUL_TILED = Kernel(
     name="matmul_tiled", op="matmul",
     summary="GPU matmul: BM x BN tiles, A and B staged through shared memory, coalesced vec4 loads",
-    push=MATMUL_PUSH, spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
+    push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
     defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 8, 2, 16)},
     bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
     shared_bytes=matmul_shared, invocations=lambda spec: spec[0] * spec[1])

@@ -4,6 +4,8 @@ from .base import Kernel, cdiv, phase_constants
 
 GRID = ("grid_x", "grid_y", "grid_z")   # the logical grid (grid-stride dispatch, see common.glsl)
 PHASE_PUSH = ("s", "d", "pad", "kp", "gdiv", "dinv")
+ACT_PUSH = ("act", "act_slope", "in_act", "in_slope")      # fused activations (activations.py)
+ACT_FLOATS = ("act_slope", "in_slope")
 
 
 # ------------------------------------------------------------------------------- conv_transpose_1d
@@ -24,7 +26,7 @@ def direct_setup(loc, spec):
     nrep, jblocks = _direct_geometry(loc, tt)
     cblocks = cdiv(loc.cog, tc)
     fields = dict(cig=loc.cig, K=loc.K, lw=loc.lw, tw=loc.tw, nrep=nrep, jblocks=jblocks, cblocks=cblocks,
-                  cog=loc.cog, has_bias=int(loc.has_bias), **loc.phase_fields())
+                  cog=loc.cog, has_bias=int(loc.has_bias), **loc.phase_fields(), **loc.act_fields())
     return (cdiv(nrep * jblocks, wg), loc.G * cblocks, loc.nb), fields
 
 
@@ -40,8 +42,8 @@ def direct_work(loc, spec, grid):
 CONV = Kernel(
     name="conv_transpose_1d", op="conv_transpose_1d",
     summary="portable direct kernel: a register tile of TT outputs of one phase x TC output channels",
-    push=("cig", "K", "lw", "tw") + PHASE_PUSH + ("nrep", "jblocks", "cblocks", "cog", "has_bias") + GRID,
-    signed=("pad",), spec=("wg", "tc", "tt"),
+    push=("cig", "K", "lw", "tw") + PHASE_PUSH + ("nrep", "jblocks", "cblocks", "cog", "has_bias") + ACT_PUSH + GRID,
+    signed=("pad",), floats=ACT_FLOATS, spec=("wg", "tc", "tt"),
     defaults={"cpu": (8, 16, 8), "gpu": (64, 4, 4)},
     bindings=(("x", "(nb, G*cig, lw)"), ("w", "(G*cig, cog, K)"), ("bias", "(G*cog,) or (1,) unused"),
               ("out", "(nb, G*cog, tw)")),
@@ -53,7 +55,7 @@ def matmul_setup(loc, spec):
     wx, wy, tm, tn = spec
     fields = dict(M=loc.M, N=loc.N, K=loc.K, lda=loc.lda, ldb=loc.ldb, ldc=loc.ldc, a_batch_mod=loc.a_batch_mod,
                   a_batch_stride=loc.a_batch_stride, b_batch_stride=loc.b_batch_stride,
-                  c_batch_stride=loc.c_batch_stride, b_offset=loc.b_offset)
+                  c_batch_stride=loc.c_batch_stride, b_offset=loc.b_offset, in_act=loc.in_act, in_slope=loc.in_slope)
     return (cdiv(loc.N, wx * tn), cdiv(loc.M, wy * tm), loc.batch), fields
 
 
@@ -63,12 +65,12 @@ def matmul_work(loc, spec, grid):
 
 
 MATMUL_PUSH = ("M", "N", "K", "lda", "ldb", "ldc", "a_batch_mod", "a_batch_stride", "b_batch_stride",
-               "c_batch_stride", "b_offset") + GRID
+               "c_batch_stride", "b_offset", "in_act", "in_slope") + GRID
 MATMUL_BINDINGS = (("a", "(a_batch_mod, M, lda)"), ("b", "(batch, K, ldb)"), ("c", "(batch, M, ldc)"))
 MATMUL = Kernel(
     name="matmul", op="matmul",
     summary="portable register-blocked matmul: a TM x TN tile of C per invocation",
-    push=MATMUL_PUSH, spec=("wg_x", "wg_y", "tm", "tn"),
+    push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn"),
     defaults={"cpu": (8, 1, 8, 8), "gpu": (16, 16, 4, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_setup, work=matmul_work, invocations=lambda spec: spec[0] * spec[1])
 
@@ -77,7 +79,8 @@ MATMUL = Kernel(
 def col2im_setup(loc, spec):
     (wg,) = spec
     fields = dict(C=loc.C, K=loc.K, lc=loc.lc, ldcol=loc.ldcol or loc.lc, tw=loc.tw, i_begin=loc.i_begin,
-                  i_count=loc.i_count, fresh_from=loc.fresh_from, has_bias=int(loc.has_bias), **loc.phase_fields())
+                  i_count=loc.i_count, fresh_from=loc.fresh_from, has_bias=int(loc.has_bias), **loc.phase_fields(),
+                  act=loc.act, act_slope=loc.act_slope)
     return (cdiv(loc.i_count, wg), loc.C, loc.nb), fields
 
 
@@ -91,8 +94,9 @@ def col2im_work(loc, spec, grid):
 COL2IM = Kernel(
     name="col2im_1d", op="col2im_1d",
     summary="gather col2im: one output per invocation, visiting only the taps that land on it",
-    push=("C", "K", "lc", "ldcol", "tw", "i_begin", "i_count", "fresh_from", "has_bias") + PHASE_PUSH + GRID,
-    signed=("pad",), spec=("wg",),
+    push=("C", "K", "lc", "ldcol", "tw", "i_begin", "i_count", "fresh_from", "has_bias") + PHASE_PUSH
+    + ("act", "act_slope") + GRID,
+    signed=("pad",), floats=("act_slope",), spec=("wg",),
     defaults={"cpu": (64,), "gpu": (64,)},
     bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
     setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec[0])
