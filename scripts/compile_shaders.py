@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compile every shaders/<op>.comp to vkconvt/spv/<op>.spv with glslangValidator.
+"""Compile every shaders/<op>.comp to vkconvt/spv/<op>.spv with glslangValidator, and every line
+of shaders/variants.txt (<kernel> <source>.comp NAME=VALUE...) to vkconvt/spv/<kernel>.spv.
 
     python scripts/compile_shaders.py            # compile (what the build hook runs)
     python scripts/compile_shaders.py --check    # compile, then validate each module with spirv-val
@@ -38,21 +39,22 @@ def _tool(name, env_var, package):
     return path
 
 
-def compile_one(src, out_dir, glslang=None):
+def compile_one(src, out_dir, glslang=None, name=None, defines=()):
     glslang = glslang or _tool("glslangValidator", "GLSLANG_VALIDATOR", "glslang-tools")
-    op = os.path.splitext(os.path.basename(src))[0]
+    op = name or os.path.splitext(os.path.basename(src))[0]
     dst = os.path.join(out_dir, op + ".spv")
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{op}.", suffix=".spv", dir=out_dir)
     os.close(fd)
     try:
-        cmd = [glslang, "-V", "--target-env", TARGET_ENV, "-I" + os.path.dirname(src), "-o", tmp, src]
+        cmd = [glslang, "-V", "--target-env", TARGET_ENV, "-I" + os.path.dirname(src)] + [
+            "-D" + d for d in defines] + ["-o", tmp, src]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         # glslangValidator echoes the file name; anything else it says is a diagnostic.
         said = [ln for ln in (proc.stdout + proc.stderr).splitlines()
                 if ln.strip() and ln.strip() not in (src, os.path.basename(src))]
         if proc.returncode != 0 or said:
-            raise ShaderBuildError(f"glslangValidator failed on {src} (exit {proc.returncode}):\n"
+            raise ShaderBuildError(f"glslangValidator failed on {src} {' '.join(defines)} (exit {proc.returncode}):\n"
                                    + "\n".join(said))
         os.replace(tmp, dst)
     finally:
@@ -82,12 +84,33 @@ def write_manifest(outputs, out_dir, validated):
     return os.path.join(out_dir, "manifest.json")
 
 
+def read_variants(shader_dir=SHADER_DIR):
+    """[(kernel, source path, (NAME=VALUE, ...))] from shaders/variants.txt (# comments)."""
+    path = os.path.join(shader_dir, "variants.txt")
+    out = []
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) < 2 or not words[1].endswith(".comp") or any("=" not in d for d in words[2:]):
+                raise ShaderBuildError(f"{path}:{n}: expected '<kernel> <source>.comp NAME=VALUE...', got {line!r}")
+            src = os.path.join(shader_dir, words[1])
+            if not os.path.exists(src):
+                raise ShaderBuildError(f"{path}:{n}: no shader {words[1]}")
+            out.append((words[0], src, tuple(words[2:])))
+    return out
+
+
 def compile_all(shader_dir=SHADER_DIR, out_dir=OUT_DIR, check=False):
     sources = sorted(glob.glob(os.path.join(shader_dir, "*.comp")))
     if not sources:
         raise ShaderBuildError(f"no *.comp shaders found in {shader_dir}")
     glslang = _tool("glslangValidator", "GLSLANG_VALIDATOR", "glslang-tools")
     outputs = [compile_one(src, out_dir, glslang) for src in sources]
+    outputs += [compile_one(src, out_dir, glslang, name, defines) for name, src, defines in read_variants(shader_dir)]
     if check:
         for spv in outputs:
             validate(spv)

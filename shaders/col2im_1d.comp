@@ -12,7 +12,13 @@
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufCol { uint col_h[]; };    // (nb, C, K, ldcol), lc used
+#define LD_col(i) unpackHalf2x16(col_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (nb, C, K, ldcol), lc used
+#define LD_col(i) col[i]
+#endif
 layout(std430, binding = 1) readonly buffer BufBias { float bias[]; };  // (C,) or (1,) unused
 layout(std430, binding = 2) buffer BufOut { float outp[]; };            // (nb, C, tw)
 
@@ -47,7 +53,7 @@ void group(uvec3 G) {
         const uint row = (n * pc.C + c) * pc.K;
         for (int v = v_lo; v <= v_hi; ++v) {
             const uint q = q_r + uint(v) * pc.kp;
-            acc += col[(row + q) * pc.ldcol + uint(J - c_r - v * P)];
+            acc += LD_col((row + q) * pc.ldcol + uint(J - c_r - v * P));
         }
     }
 

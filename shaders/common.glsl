@@ -31,3 +31,8 @@ uint mulmod(uint a, uint b, uint m) {
     }
     return r;
 }
+
+// float16 storage (the *_f16 kernels, built with -DVKCONVT_F16=1): two halves per 32-bit word,
+// unpacked to float32 on load (arithmetic stays float32).
+vec4 h4(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)); }
+uvec2 pack4(vec4 v) { return uvec2(packHalf2x16(v.xy), packHalf2x16(v.zw)); }

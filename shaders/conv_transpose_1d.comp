@@ -14,8 +14,20 @@ layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 layout(constant_id = 1) const uint TC = 4;   // output channels per invocation
 layout(constant_id = 2) const uint TT = 4;   // outputs (of one phase) per invocation
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufX { uint x_h[]; };        // (nb, G*cig, lw)
+#define LD_x(i) unpackHalf2x16(x_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufX { float x[]; };        // (nb, G*cig, lw)
+#define LD_x(i) x[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufW { uint w_h[]; };        // (G*cig, cog, K)
+#define LD_w(i) unpackHalf2x16(w_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 1) readonly buffer BufW { float w[]; };        // (G*cig, cog, K)
+#define LD_w(i) w[i]
+#endif
 layout(std430, binding = 2) readonly buffer BufBias { float bias[]; };  // (G*cog,) or (1,) unused
 layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; };  // (nb, G*cog, tw)
 
@@ -69,11 +81,11 @@ void group(uvec3 G) {
                 for (uint jj = 0; jj < TT; ++jj) {
                     const int m = m0 + int(jj);
                     live[jj] = m >= 0 && m < lw;
-                    xv[jj] = live[jj] ? act_in(x[xrow + uint(m)]) : 0.0;
+                    xv[jj] = live[jj] ? act_in(LD_x(xrow + uint(m))) : 0.0;
                 }
                 const uint wbase = (g * pc.cig + ci) * pc.cog * pc.K + q;
                 float wv[TC];
-                for (uint i = 0; i < TC; ++i) wv[i] = w[wbase + wrow[i]];
+                for (uint i = 0; i < TC; ++i) wv[i] = LD_w(wbase + wrow[i]);
                 for (uint i = 0; i < TC; ++i)
                     for (uint jj = 0; jj < TT; ++jj)
                         acc[i][jj] += live[jj] ? wv[i] * xv[jj] : 0.0;

@@ -51,10 +51,34 @@ const uint TM = (KS + SS - 1u) / SS;               // taps of phase 0 (the most)
 const uint WIN = P + TM - 1;                       // inputs a block needs
 const uint P4 = P / 4u;
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufX { uint x_h[]; };       // (nb, G, ldx)
+#define LD_x(i) unpackHalf2x16(x_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufX { float x[]; };       // (nb, G, ldx)
+#define LD_x(i) x[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufX4 { uvec2 x4_h[]; };
+#define LD_x4(i) h4(x4_h[i])
+#else
 layout(std430, binding = 0) readonly buffer BufX4 { vec4 x4[]; };
+#define LD_x4(i) x4[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufW { uint w_h[]; };       // (G, KP)
+#define LD_w(i) unpackHalf2x16(w_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 1) readonly buffer BufW { float w[]; };       // (G, KP)
+#define LD_w(i) w[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufW4 { uvec2 w4_h[]; };
+#define LD_w4(i) h4(w4_h[i])
+#else
 layout(std430, binding = 1) readonly buffer BufW4 { vec4 w4[]; };
+#define LD_w4(i) w4[i]
+#endif
 layout(std430, binding = 2) readonly buffer BufBias { float bias[]; }; // (G,) or (1,) unused
 layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; }; // (nb, G, tw)
 layout(std430, binding = 3) writeonly buffer BufOut2 { vec2 outp2[]; };
@@ -93,7 +117,7 @@ void group(uvec3 G) {
         // ---------------------------------------------------------------- fast path (d == 1)
         float wt[KS];
         [[unroll]] for (uint q = 0u; q < KS; q += 4u) {
-            const vec4 v = w4[(cl * pc.KP + q) / 4u];
+            const vec4 v = LD_w4((cl * pc.KP + q) / 4u);
             [[unroll]] for (uint e = 0u; e < 4u; ++e) if (q + e < KS) wt[q + e] = v[e];
         }
         const int jstart = int(pc.jlo) + int(G.x * pc.JB);
@@ -101,10 +125,10 @@ void group(uvec3 G) {
         const int jend = min(jstart + int(pc.JB), floordiv(int(pc.tw) - 1 + pad, int(S)) + 1);
         // inputs [j0 - TM + 1, j0) carried between blocks
         float win[WIN];
-        [[unroll]] for (uint e = 0u; e + 1u < TM; ++e) win[e] = act_in(x[uint(int(xrow) + jstart - int(TM) + 1 + int(e))]);
+        [[unroll]] for (uint e = 0u; e + 1u < TM; ++e) win[e] = act_in(LD_x(uint(int(xrow) + jstart - int(TM) + 1 + int(e))));
         [[dont_unroll]] for (int j0 = jstart; j0 < jend; j0 += int(P)) {
             [[unroll]] for (uint v = 0u; v < P4; ++v) {
-                const vec4 xv = act_in4(x4[(uint(int(xrow) + j0) >> 2) + v]);
+                const vec4 xv = act_in4(LD_x4((uint(int(xrow) + j0) >> 2) + v));
                 win[TM - 1u + 4u * v] = xv.x; win[TM + 4u * v] = xv.y;
                 win[TM + 1u + 4u * v] = xv.z; win[TM + 2u + 4u * v] = xv.w;
             }
@@ -158,7 +182,7 @@ void group(uvec3 G) {
                     const int t_lo = max(0, -floordiv(-(m0 - lw + 1), Dp));
                     const int t_hi = min(T, floordiv(m0, Dp) + 1);
                     [[dont_unroll]] for (int t = t_lo; t < t_hi; ++t)
-                        a += act_in(x[uint(int(xrow) + m0 - t * Dp)]) * w[cl * pc.KP + uint(q0 + t * Pq)];
+                        a += act_in(LD_x(uint(int(xrow) + m0 - t * Dp))) * LD_w(cl * pc.KP + uint(q0 + t * Pq));
                 }
             }
             if (live) outp[orow + uint(i)] = act_out(a, cl, pc.G);

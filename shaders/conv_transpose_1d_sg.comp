@@ -68,8 +68,20 @@ const uint TO4 = TO / 4;
 const uint JR = J / SG;
 const uint JW = (J + SG) / SG;                      // window registers of a tap pair (J+1 inputs)
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufX { uint x_h[]; };       // (nb, G*cig, ldx)
+#define LD_x(i) unpackHalf2x16(x_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufX { float x[]; };       // (nb, G*cig, ldx)
+#define LD_x(i) x[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufW4 { uvec2 w4_h[]; };      // [G][K][ci_pad][o_pad]
+#define LD_w4(i) h4(w4_h[i])
+#else
 layout(std430, binding = 1) readonly buffer BufW4 { vec4 w4[]; };      // [G][K][ci_pad][o_pad]
+#define LD_w4(i) w4[i]
+#endif
 layout(std430, binding = 2) readonly buffer BufBias { float bias[]; }; // (G*cog,) or (1,) unused
 layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; }; // (nb, G*cog, tw)
 
@@ -152,15 +164,15 @@ void group(uvec3 G) {
                     const bool cok = ci + c < pc.cig;
                     const uint xrow = (xchan0 + min(ci + c, pc.cig - 1u)) * pc.ldx;
                     [[unroll]] for (uint r = 0u; r < JW; ++r) {
-                        const float v = act_in(x[xrow + xi[r]]);
+                        const float v = act_in(LD_x(xrow + xi[r]));
                         xr[c][r] = mix(0.0, v, xv[r] && cok);
                     }
                 }
                 vec4 wa[CIP][TO4], wb[CIP][TO4];
                 [[unroll]] for (uint c = 0u; c < CIP; ++c)
                     [[unroll]] for (uint v = 0u; v < TO4; ++v) {
-                        wa[c][v] = w4[wrowA + c * o_pad4 + wcol[v]];
-                        wb[c][v] = w4[wrowB + c * o_pad4 + wcol[v]];
+                        wa[c][v] = LD_w4(wrowA + c * o_pad4 + wcol[v]);
+                        wb[c][v] = LD_w4(wrowB + c * o_pad4 + wcol[v]);
                     }
                 [[unroll]] for (uint v = 0u; v < TO4; ++v) {
                     [[unroll]] for (uint k = 0u; k < J; ++k) {
@@ -200,13 +212,13 @@ void group(uvec3 G) {
                 const bool cok = ci + c < pc.cig;
                 const uint xrow = (xchan0 + min(ci + c, pc.cig - 1u)) * pc.ldx;
                 [[unroll]] for (uint r = 0u; r < JR; ++r) {
-                    const float v = act_in(x[xrow + xi[r]]);
+                    const float v = act_in(LD_x(xrow + xi[r]));
                     xr[c][r] = mix(0.0, v, xv[r] && cok);
                 }
             }
             vec4 wv[CI][TO4];
             [[unroll]] for (uint c = 0u; c < CI; ++c)
-                [[unroll]] for (uint v = 0u; v < TO4; ++v) wv[c][v] = w4[wrow + c * o_pad4 + wcol[v]];
+                [[unroll]] for (uint v = 0u; v < TO4; ++v) wv[c][v] = LD_w4(wrow + c * o_pad4 + wcol[v]);
             // channel groups outer, outputs inner: only CI vec4 of weights are live at a time
             [[unroll]] for (uint v = 0u; v < TO4; ++v) {
                 [[unroll]] for (uint k = 0u; k < J; ++k) {

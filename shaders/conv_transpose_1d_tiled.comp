@@ -82,8 +82,20 @@ const uint BN = TN * WG_X;
 const uint BK = BT * BC;
 const uint NT = WG_X * WG_Y;
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufX { uint x_h[]; };       // (nb, G*cig, ldx)
+#define LD_x(i) unpackHalf2x16(x_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufX { float x[]; };       // (nb, G*cig, ldx)
+#define LD_x(i) x[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufW { uvec2 w4_h[]; };       // (G, K, cig, cogp)
+#define LD_w4(i) h4(w4_h[i])
+#else
 layout(std430, binding = 1) readonly buffer BufW { vec4 w4[]; };       // (G, K, cig, cogp)
+#define LD_w4(i) w4[i]
+#endif
 layout(std430, binding = 2) readonly buffer BufBias { float bias[]; }; // (G*cog,)
 layout(std430, binding = 3) writeonly buffer BufOut { float outp[]; }; // (nb, G*cog, tw)
 
@@ -164,7 +176,7 @@ void group(uvec3 G) {
                     vec4 v = vec4(0.0);
                     if (t <= thi && ci < pc.cig && wq0 + oq < cogp4) {
                         const uint q = q0 + uint(t) * pc.kp;
-                        v = w4[((g * pc.K + q) * pc.cig + ci) * cogp4 + wq0 + oq];
+                        v = LD_w4(((g * pc.K + q) * pc.cig + ci) * cogp4 + wq0 + oq);
                     }
                     As[kr * BM4 + oq] = v;
                 }
@@ -180,7 +192,7 @@ void group(uvec3 G) {
                     const int m = int(u0 + uu) + c - t * DG;
                     float v = 0.0;
                     if (t <= thi && ci < pc.cig && m >= 0 && m < LW)
-                        v = act_in(x[(xch0 + ci) * pc.ldx + pc.xoff + uint(m)]);
+                        v = act_in(LD_x((xch0 + ci) * pc.ldx + pc.xoff + uint(m)));
                     Bs[kr * BN + uu] = v;
                 }
             }

@@ -9,9 +9,25 @@ layout(local_size_x_id = 0, local_size_y_id = 1, local_size_z = 1) in;
 layout(constant_id = 2) const uint TM = 4;   // rows of C per invocation
 layout(constant_id = 3) const uint TN = 4;   // columns of C per invocation
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA { uint a_h[]; };  // (a_batch_mod, M, lda)
+#define LD_a(i) unpackHalf2x16(a_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufA { float a[]; };  // (a_batch_mod, M, lda)
+#define LD_a(i) a[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufB { uint b_h[]; };  // (batch, K, ldb); columns from b_offset
+#define LD_b(i) unpackHalf2x16(b_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 1) readonly buffer BufB { float b[]; };  // (batch, K, ldb); columns from b_offset
+#define LD_b(i) b[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 2) writeonly buffer BufC { uint c_h[]; }; // (batch, M, ldc); halves in pairs
+#else
 layout(std430, binding = 2) writeonly buffer BufC { float c[]; }; // (batch, M, ldc)
+#endif
 
 layout(push_constant) uniform Push {
     uint M; uint N; uint K;
@@ -45,10 +61,10 @@ void group(uvec3 G) {
 
     for (uint k = 0; k < pc.K; ++k) {
         float av[TM];
-        for (uint i = 0; i < TM; ++i) av[i] = a[arow[i] + k];
+        for (uint i = 0; i < TM; ++i) av[i] = LD_a(arow[i] + k);
         const uint brow = k * pc.ldb;
         float bv[TN];
-        for (uint j = 0; j < TN; ++j) bv[j] = act_in(b[bcol[j] + brow]);
+        for (uint j = 0; j < TN; ++j) bv[j] = act_in(LD_b(bcol[j] + brow));
         for (uint i = 0; i < TM; ++i)
             for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
     }
@@ -56,9 +72,18 @@ void group(uvec3 G) {
     const uint c_base = batch * pc.c_batch_stride;
     for (uint i = 0; i < TM; ++i) {
         if (row0 + i >= pc.M) break;
+#ifdef VKCONVT_F16
+        // two columns per 32-bit word: TN, ldc and c_batch_stride are even (kernels/__init__.py
+        // twins), so no word is shared by two invocations; the odd column past N is ldc padding
+        for (uint j = 0; j < TN; j += 2) {
+            const float hi = j + 1u < TN ? acc[i][j + 1u] : 0.0;
+            if (col0 + j < pc.N) c_h[(c_base + (row0 + i) * pc.ldc + col0 + j) >> 1] = packHalf2x16(vec2(acc[i][j], hi));
+        }
+#else
         for (uint j = 0; j < TN; ++j) {
             if (col0 + j < pc.N) c[c_base + (row0 + i) * pc.ldc + col0 + j] = acc[i][j];
         }
+#endif
     }
 }
 

@@ -48,12 +48,40 @@ const uint TN4 = TN / 4;     // vec4 column groups per lane
 
 // Float and vec4/vec2 views of one binding: a vec4 load is one per-lane access on llvmpipe where
 // four float loads are four.
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA { uint a_h[]; };       // (a_batch_mod, M, lda)
+#define LD_a(i) unpackHalf2x16(a_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufA { float a[]; };       // (a_batch_mod, M, lda)
+#define LD_a(i) a[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA4 { uvec2 a4_h[]; };
+#define LD_a4(i) h4(a4_h[i])
+#else
 layout(std430, binding = 0) readonly buffer BufA4 { vec4 a4[]; };
+#define LD_a4(i) a4[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA2 { uint a2_h[]; };
+#define LD_a2(i) unpackHalf2x16(a2_h[i])
+#else
 layout(std430, binding = 0) readonly buffer BufA2 { vec2 a2[]; };
+#define LD_a2(i) a2[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufB4 { uvec2 b4_h[]; };      // (batch, K, ldb)
+#define LD_b4(i) h4(b4_h[i])
+#else
 layout(std430, binding = 1) readonly buffer BufB4 { vec4 b4[]; };      // (batch, K, ldb)
+#define LD_b4(i) b4[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 2) writeonly buffer BufC { uvec2 c4_h[]; };   // (batch, M, ldc); 4 halves per uvec2
+#else
 layout(std430, binding = 2) writeonly buffer BufC { float c[]; };      // (batch, M, ldc)
 layout(std430, binding = 2) writeonly buffer BufC4 { vec4 c4[]; };
+#endif
 
 layout(push_constant) uniform Push {
     uint M; uint N; uint K;
@@ -69,8 +97,8 @@ layout(push_constant) uniform Push {
 
 
 // i must be a multiple of 4 (alignment requirement)
-vec4 ld4a(uint i) { return a4[i >> 2]; }
-vec4 ld4b(uint i) { return act_in4(b4[i >> 2]); }
+vec4 ld4a(uint i) { return LD_a4(i >> 2); }
+vec4 ld4b(uint i) { return act_in4(LD_b4(i >> 2)); }
 
 void group(uvec3 G) {
     const uint WG = gl_WorkGroupSize.x;
@@ -103,7 +131,7 @@ void group(uvec3 G) {
         vec4 av[R];
         [[unroll]] for (uint r = 0u; r < R; ++r) {
             if (KK == 4u) av[r] = ld4a(arow[r] + k);
-            else av[r] = vec4(a2[(arow[r] + k) >> 1], 0.0, 0.0);
+            else av[r] = vec4(LD_a2((arow[r] + k) >> 1), 0.0, 0.0);
         }
         vec4 bv[KK][TN4];
         [[unroll]] for (uint kk = 0u; kk < KK; ++kk) {
@@ -126,7 +154,7 @@ void group(uvec3 G) {
     // k tail (K % 4 values): scalar A loads, one k at a time.
     [[dont_unroll]] for (uint k = K4; k < pc.K; ++k) {
         float av[R];
-        [[unroll]] for (uint r = 0u; r < R; ++r) av[r] = a[arow[r] + k];
+        [[unroll]] for (uint r = 0u; r < R; ++r) av[r] = LD_a(arow[r] + k);
         vec4 bv[TN4];
         [[unroll]] for (uint v = 0u; v < TN4; ++v) bv[v] = ld4b(bcol[v] + brow);
         brow += pc.ldb;
@@ -147,6 +175,10 @@ void group(uvec3 G) {
             const uint row = row0 + i;
             if (row >= pc.M) break;
             const uint o = c_base + row * pc.ldc + col;
+#ifdef VKCONVT_F16
+            // ldc is a multiple of 4: the columns past N in the last quad are row padding
+            c4_h[o >> 2] = pack4(acc[i][v]);
+#else
             if (full) {
                 c4[o >> 2] = acc[i][v];
             } else {
@@ -154,6 +186,7 @@ void group(uvec3 G) {
                 if (col + 1u < pc.N) c[o + 1u] = acc[i][v].y;
                 if (col + 2u < pc.N) c[o + 2u] = acc[i][v].z;
             }
+#endif
         }
     }
 }

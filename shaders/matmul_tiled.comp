@@ -66,13 +66,40 @@ const uint APAD = BK4 >= 8u ? 1u : 8u / BK4;
 const uint BMP = BM + APAD;
 const uint NT = WG_X * WG_Y;          // threads per workgroup
 
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA { uint a_h[]; };       // (a_batch_mod, M, lda)
+#define LD_a(i) unpackHalf2x16(a_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 0) readonly buffer BufA { float a[]; };       // (a_batch_mod, M, lda)
+#define LD_a(i) a[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 0) readonly buffer BufA4 { uvec2 a4_h[]; };
+#define LD_a4(i) h4(a4_h[i])
+#else
 layout(std430, binding = 0) readonly buffer BufA4 { vec4 a4[]; };
+#define LD_a4(i) a4[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufB { uint b_h[]; };       // (batch, K, ldb)
+#define LD_b(i) unpackHalf2x16(b_h[(i) >> 1])[(i) & 1u]
+#else
 layout(std430, binding = 1) readonly buffer BufB { float b[]; };       // (batch, K, ldb)
+#define LD_b(i) b[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 1) readonly buffer BufB4 { uvec2 b4_h[]; };
+#define LD_b4(i) h4(b4_h[i])
+#else
 layout(std430, binding = 1) readonly buffer BufB4 { vec4 b4[]; };
+#define LD_b4(i) b4[i]
+#endif
+#ifdef VKCONVT_F16
+layout(std430, binding = 2) writeonly buffer BufC { uvec2 c4_h[]; };   // (batch, M, ldc); 4 halves per uvec2
+#else
 layout(std430, binding = 2) writeonly buffer BufC { float c[]; };      // (batch, M, ldc)
 layout(std430, binding = 2) writeonly buffer BufC4 { vec4 c4[]; };
-
+#endif
 layout(push_constant) uniform Push {
     uint M; uint N; uint K;
     uint lda; uint ldb; uint ldc;
@@ -119,10 +146,10 @@ void group(uvec3 G) {
                 if (gm < pc.M) {
                     const uint idx = a_base + gm * pc.lda + gk;
                     if (a_vec && gk + 3u < pc.K) {
-                        v = a4[idx / 4u];
+                        v = LD_a4(idx / 4u);
                     } else {
                         [[unroll]] for (uint q = 0; q < 4u; ++q)
-                            if (gk + q < pc.K) v[q] = a[idx + q];
+                            if (gk + q < pc.K) v[q] = LD_a(idx + q);
                     }
                 }
                 [[unroll]] for (uint q = 0; q < 4u; ++q) As[(kq + q) * BMP + row] = v[q];
@@ -140,10 +167,10 @@ void group(uvec3 G) {
                 if (gk < pc.K) {
                     const uint idx = b_base + gk * pc.ldb + gn;
                     if (b_vec && gn + 3u < pc.N) {
-                        v = act_in4(b4[idx / 4u]);
+                        v = act_in4(LD_b4(idx / 4u));
                     } else {
                         [[unroll]] for (uint q = 0; q < 4u; ++q)
-                            if (gn + q < pc.N) v[q] = act_in(b[idx + q]);
+                            if (gn + q < pc.N) v[q] = act_in(LD_b(idx + q));
                     }
                 }
                 Bs[kr * BN4 + nq] = v;
@@ -165,19 +192,26 @@ void group(uvec3 G) {
 
     // ---- store: consecutive lanes write consecutive vec4 of a row of C
     const uint c_base = batch * pc.c_batch_stride;
+#ifndef VKCONVT_F16
     const bool c_vec = (pc.ldc % 4u == 0u) && (c_base % 4u == 0u);
+#endif
     [[unroll]] for (uint i = 0; i < TM; ++i) {
         const uint gm = m0 + ty + i * WG_Y;
         if (gm < pc.M) {
             [[unroll]] for (uint j = 0; j < TN4; ++j) {
                 const uint gn = n0 + 4u * (tx + j * WG_X);
                 const uint idx = c_base + gm * pc.ldc + gn;
+#ifdef VKCONVT_F16
+                // ldc and c_batch_stride are multiples of 4 (align): past N is row padding
+                if (gn < pc.N) c4_h[idx / 4u] = pack4(acc[i][j]);
+#else
                 if (c_vec && gn + 3u < pc.N) {
                     c4[idx / 4u] = acc[i][j];
                 } else {
                     [[unroll]] for (uint q = 0; q < 4u; ++q)
                         if (gn + q < pc.N) c[idx + q] = acc[i][j][q];
                 }
+#endif
             }
         }
     }

@@ -10,7 +10,12 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "compile_shaders.py")
-OPS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp")))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from compile_shaders import read_variants  # noqa: E402
+
+# every module the build makes: one per shaders/*.comp, one per line of shaders/variants.txt
+OPS = sorted([os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp"))]
+             + [name for name, _, _ in read_variants(os.path.join(ROOT, "shaders"))])
 have_glslang = shutil.which("glslangValidator") is not None
 needs_glslang = pytest.mark.skipif(not have_glslang, reason="glslangValidator (Debian glslang-tools) not installed")
 
@@ -18,6 +23,29 @@ needs_glslang = pytest.mark.skipif(not have_glslang, reason="glslangValidator (D
 def test_shaders_are_the_kernel_table():
     from vkconvt import kernels
     assert OPS == sorted(kernels.KERNELS)
+
+
+def test_variants_are_the_table_twins():
+    """Each variants.txt line compiles a kernel the table knows, from the source the table names,
+    with the definition its storage type needs."""
+    from vkconvt import kernels
+    lines = read_variants(os.path.join(ROOT, "shaders"))
+    assert lines
+    for name, src, defines in lines:
+        kern = kernels.KERNELS[name]
+        assert os.path.basename(src) == kern.shader + ".comp" and kern.shader != name
+        assert defines == (("VKCONVT_F16=1",) if kern.storage == "float16" else ()), (name, defines)
+
+
+def test_bad_variants_line_is_a_clear_error(tmp_path):
+    from compile_shaders import ShaderBuildError
+    (tmp_path / "variants.txt").write_text("matmul_f16 matmul.comp VKCONVT_F16=1\n")
+    with pytest.raises(ShaderBuildError, match="no shader matmul.comp"):
+        read_variants(str(tmp_path))
+    (tmp_path / "matmul.comp").write_text("")
+    (tmp_path / "variants.txt").write_text("matmul_f16 matmul.comp VKCONVT_F16\n")
+    with pytest.raises(ShaderBuildError, match=r"variants.txt:1: expected"):
+        read_variants(str(tmp_path))
 
 
 @needs_glslang

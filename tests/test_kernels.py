@@ -14,6 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = {os.path.splitext(os.path.basename(p))[0]: p for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp"))}
 
 
+def source(name):
+    """The shader a kernel is compiled from (float16 twins: their base's, shaders/variants.txt)."""
+    return SOURCES[kernels.KERNELS[name].shader]
+
+
 def strip_comments(text):
     return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", text, flags=re.S))
 
@@ -36,13 +41,18 @@ def spec_constants(text):
 
 
 def test_every_shader_has_one_table_entry():
-    assert sorted(SOURCES) == sorted(kernels.KERNELS)
+    assert sorted(SOURCES) == sorted(k.name for k in kernels.KERNELS.values() if k.storage == "float32")
+    for k in kernels.KERNELS.values():         # float16 twins: same source, same host description
+        if k.storage == "float16":
+            base = kernels.KERNELS[k.shader]
+            assert k.name == base.name + "_f16" and (k.push, k.spec, k.bindings, k.op) == (
+                base.push, base.spec, base.bindings, base.op)
 
 
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
 def test_push_block_matches_the_table(name):
     kern = kernels.KERNELS[name]
-    text = strip_comments(open(SOURCES[name]).read())
+    text = strip_comments(open(source(name)).read())
     names, signed, floats = push_block(text)
     assert tuple(names) == kern.push, f"{name}.comp Push {names} != table {kern.push}"
     assert signed == set(kern.signed), f"{name}.comp int fields {signed} != table {kern.signed}"
@@ -53,19 +63,19 @@ def test_push_block_matches_the_table(name):
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
 def test_spec_constants_match_the_table(name):
     kern = kernels.KERNELS[name]
-    names, ids = spec_constants(strip_comments(open(SOURCES[name]).read()))
+    names, ids = spec_constants(strip_comments(open(source(name)).read()))
     assert ids == list(range(len(kern.spec))), f"{name}.comp constant_ids {ids} are not 0..{len(kern.spec) - 1}"
     assert len(names) == len(kern.spec)
     for cls in kernels.DEVICE_CLASSES:
         assert len(kern.defaults[cls]) == len(kern.spec), f"{name}: defaults[{cls}] vs spec {kern.spec}"
-    assert kern.op in kernels.OPS and kern in kernels.variants(kern.op)
+    assert kern.op in kernels.OPS and kern in kernels.variants(kern.op, kern.storage)
 
 
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
 def test_bindings_are_documented(name):
     """Every binding's first declaration (later ones may alias it as vec2/vec4 views) carries the
     table's shape as its comment."""
-    text = open(SOURCES[name]).read()
+    text = open(source(name)).read()
     first = {}
     for b, comment in re.findall(r"binding\s*=\s*(\d+)\)\s*(?:readonly|writeonly)?\s*buffer\s+\w+\s*\{[^}]*\}\s*;"
                                  r"[ \t]*(?://[ \t]*(.*))?", text):

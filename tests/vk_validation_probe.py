@@ -3,7 +3,7 @@ policy is fixed when the first Vulkan instance is made). Prints one line per che
 Khronos layer's messages go to this process's stdout (vkconvt/data/vk_layer_settings.txt).
 
     python vk_validation_probe.py cases      representative ops, host-visible and staged buffers,
-                                             every kernel variant of every op
+                                             every kernel variant of every op, float32 and float16
     python vk_validation_probe.py hazard     negative control: two dependent dispatches in ONE
                                              sequence, which the layer must report
 """
@@ -15,7 +15,7 @@ import vkconvt
 from vkconvt import backends, kernels
 from vkconvt.kernels import Col2imLocal, MatmulLocal
 from vkconvt.schedule import make_dispatch
-from cases import CASES, Case, assert_close
+from cases import CASES, TOL, Case, assert_close
 
 
 def variant_choices(be):
@@ -49,6 +49,15 @@ def run_cases():
                         assert_close(out, ref)
                         used = sorted({d.kernel for st in be.last_run.schedule.steps for d in st.dispatches})
                         print(f"ok staged={staged} buf={limit} {algo} {case.id} {used}", flush=True)
+                for case in cases[1:4] + cases[-1:]:
+                    # float16 storage: the *_f16 twins (packed halves; matmul stores C in whole words)
+                    x, w, b = (None if a is None else a.astype(np.float16) for a in case.inputs())
+                    ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy")
+                    for algo in ("direct", "gemm"):
+                        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algo, backend="vulkan")
+                        assert_close(out, ref, tol=TOL["float16"])
+                        used = sorted({d.kernel for st in be.last_run.schedule.steps for d in st.dispatches})
+                        print(f"ok staged={staged} buf={limit} {algo} float16 {case.id} {used}", flush=True)
                 rng = np.random.default_rng(0)
                 a, m = rng.standard_normal((2, 33, 17)).astype(np.float32), rng.standard_normal((17, 40)).astype(np.float32)
                 assert_close(vkconvt.matmul(a, m, backend="vulkan"), np.matmul(a.astype(np.float64), m))

@@ -1,28 +1,33 @@
 """The public ops: validate, plan, hand the plan to a backend.
 
     conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     *, algorithm="auto", backend=None, device=None, max_workspace_bytes=None)
+                     *, algorithm="auto", backend=None, device=None, max_workspace_bytes=None,
+                     activation=None, input_activation=None, storage=None, ...)
     matmul(a, b)
     col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None)
     ConvTranspose1d(weight, bias=None, stride=1, ...)   a layer that keeps its weights on the device
 
-All accept anything np.asarray takes and return NumPy float32 arrays; given CPU torch.Tensors they
-return a torch.Tensor in the first tensor's floating dtype (vkconvt/interop.py; torch is never
-imported by vkconvt itself).
+All accept anything np.asarray takes and return NumPy float32 arrays (conv_transpose1d and the layer:
+float16 for a float16 x, with float16 storage); given CPU torch.Tensors they return a torch.Tensor
+in the first tensor's floating dtype (vkconvt/interop.py; torch is never imported by vkconvt itself).
 """
 import dataclasses
 
 from . import activations, backends, calls, planner
 from .interop import tensor_io
+import numpy as np
+
 from .params import (Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
-                     check_hyper, check_layer_args, output_length)
+                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, round_to)
+
+F16 = np.dtype(np.float16)
 
 
 @tensor_io("x", "weight", "bias")
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", backend=None, device=None, max_workspace_bytes=None, activation=None,
                      negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
-                     input_negative_slope=0.01):
+                     input_negative_slope=0.01, storage=None):
     """PyTorch's torch.nn.functional.conv_transpose1d.
 
     x: (N, C_in, L) or unbatched (C_in, L); weight: (C_in, C_out/groups, K); bias: (C_out,) or None.
@@ -36,26 +41,40 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     "snakebeta" (alpha, beta; alpha_logscale as BigVGAN), applied to the output by the kernel that
     writes it; input_activation: None or "leaky_relu" (input_negative_slope), applied to x as it
     is loaded (see vkconvt/activations.py).
+    storage: "float32", "float16" or None (the dtype of x). float16: x and the weights are rounded
+    to float16 once and stored as halves on the device, with the gemm column buffer (half the
+    workspace); arithmetic and the output stay float32, and a float16 x gets its result rounded
+    to float16 once at the end (as PyTorch's float16 conv_transpose1d returns float16).
     """
-    act = (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope)
+    act = (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope, storage)
     sig = None if alpha is not None or beta is not None else calls.signature(
         x, weight, bias, (stride, padding, output_padding, groups, dilation), algorithm, backend, device,
         max_workspace_bytes, act)
     hit = calls.get(sig)
     if hit is not None:                  # a call exactly like an earlier valid one: validated then
-        run, batched = hit
-        out = run(x if batched else x[None], Weights(weight, bias))
+        run, batched, storage = hit
+        out = run(round_to(x if batched else x[None], storage), Weights(round_to(weight, storage), bias))
         return out if batched else out[0]
     check_algorithm(algorithm)
+    dtype = input_dtype(x)
+    storage = check_storage(storage, dtype)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
                                                   dilation)
+    x, weight = round_to(x, storage), round_to(weight, storage)
     epi, act_params = activations.check(p.c_out, activation, negative_slope, alpha, beta, alpha_logscale,
                                         input_activation, input_negative_slope)
-    p = dataclasses.replace(p, epi=epi)
+    p = dataclasses.replace(p, epi=epi, storage=storage)
     out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
                         max_workspace_bytes)
-    calls.put(sig, (run, batched), p)
+    calls.put(sig, (run, batched, storage), p)
+    out = out if dtype != F16 else to_float16(out)
     return out if batched else out[0]
+
+
+def to_float16(out):
+    """The float32 result rounded once to float16 (beyond float16's range: inf, as PyTorch)."""
+    with np.errstate(over="ignore"):
+        return out.astype(np.float16)
 
 
 def run_conv(p, x, weights, algorithm, backend, device, max_workspace_bytes):
@@ -79,8 +98,10 @@ class ConvTranspose1d:
     def __init__(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                  algorithm="auto", backend=None, device=None, max_workspace_bytes=None, activation=None,
                  negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
-                 input_negative_slope=0.01):
+                 input_negative_slope=0.01, storage=None):
         check_algorithm(algorithm)
+        # storage=None: float16 for float16 weights (a .half() model), else float32
+        self.storage = check_storage(storage, input_dtype(weight))
         self.hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
                           dilation=dilation)
         weight, bias = check_layer_args(weight, bias, **self.hyper)
@@ -89,7 +110,7 @@ class ConvTranspose1d:
                                                  input_negative_slope)
         # Own copies: the device keeps these weights, so later edits of the caller's arrays must
         # not make them stale.
-        weight, bias = weight.copy(), None if bias is None else bias.copy()
+        weight, bias = round_to(weight, self.storage).copy(), None if bias is None else bias.copy()
         if max_workspace_bytes is not None:
             max_workspace_bytes = planner.check_budget(max_workspace_bytes)
         name = backends.requested(backend)
@@ -117,15 +138,18 @@ class ConvTranspose1d:
         hit = self._calls.get(sig) if sig is not None else None
         if hit is not None:
             run, batched = hit
-            out = run(x if batched else x[None], self.weights)
+            out = run(round_to(x if batched else x[None], self.storage), self.weights)
             return out if batched else out[0]
+        dtype = input_dtype(x)
         x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper)
-        p = dataclasses.replace(p, epi=self.epi)
-        out, run = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device, self.max_workspace_bytes)
+        p = dataclasses.replace(p, epi=self.epi, storage=self.storage)
+        out, run = run_conv(p, round_to(x, self.storage), self.weights, self.algorithm, self.backend, self.device,
+                            self.max_workspace_bytes)
         if sig is not None and calls.cacheable(p):
             if len(self._calls) >= 8:
                 self._calls.clear()
             self._calls[sig] = (run, batched)
+        out = out if dtype != F16 else to_float16(out)
         return out if batched else out[0]
 
 

@@ -35,12 +35,14 @@ def features(sched):
         if pc.empty:
             continue
         nb, gc, cc, ic = pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.ci1 - pc.ci0
-        f["host_bytes"] += n * FLOAT_BYTES * (nb * gc * ic * pc.fold.lw + gc * ic * cc * pc.fold.kw
-                                              + nb * gc * cc * (pc.t1 - pc.t0))
+        eb = sched.params.elem_bytes          # x and weights in the storage type, the output float32
+        f["host_bytes"] += n * (eb * (nb * gc * ic * pc.fold.lw + gc * ic * cc * pc.fold.kw)
+                                + FLOAT_BYTES * nb * gc * cc * (pc.t1 - pc.t0))
         for d in st.dispatches:
             f["dispatches"] += n
-            for name, v in kernels.KERNELS[d.kernel].work(d.local, d.spec, d.grid).items():
-                key = f"{d.kernel}.{name}"
+            kern = kernels.KERNELS[d.kernel]
+            for name, v in kern.work(d.local, d.spec, d.grid).items():
+                key = f"{kern.shader}.{name}"     # a float16 twin is priced as its float32 kernel
                 f[key] = f.get(key, 0.0) + n * v
     return f
 

@@ -1,10 +1,10 @@
 """Tensors in, tensors out: let the NumPy-based public API take and return PyTorch tensors.
 
 vkconvt computes on NumPy float32 arrays. A CPU torch.Tensor argument is turned into a NumPy
-array that shares its memory (float16, bfloat16 and float64 are converted to float32: vkconvt
-computes in float32), and the result comes back as a torch.Tensor (torch.from_numpy, no copy) in
-the floating dtype of the first tensor argument. Without tensor arguments nothing changes: NumPy
-in, NumPy out.
+array that shares its memory (float16 stays float16: conv_transpose1d then stores halves and
+returns float16; bfloat16 and float64 are converted to float32), and the result comes back as a
+torch.Tensor (torch.from_numpy, no copy) in the floating dtype of the first tensor argument.
+Without tensor arguments nothing changes: NumPy in, NumPy out.
 
 torch is never imported here: a value is a tensor only if torch is already in sys.modules (the
 caller imported it) and the value is a torch.Tensor. `import vkconvt` therefore never loads torch.
@@ -70,8 +70,9 @@ def unwrap(name, value):
     if value.is_complex():
         raise TypeError(f"{name} has complex dtype {value.dtype}; vkconvt computes real float32")
     value = value.detach()
-    if value.is_floating_point() and value.dtype != torch.float32:
-        value = value.float()   # float16, bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
+    if value.is_floating_point() and value.dtype not in (torch.float32, torch.float16):
+        value = value.float()   # bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
+    # float16 stays float16: conv_transpose1d stores it as halves and returns float16
     return value.resolve_neg().resolve_conj().numpy()
 
 

@@ -42,6 +42,32 @@ def as_float32(name, value):
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
+STORAGES = ("float32", "float16")
+
+
+def check_storage(storage, x_dtype=None):
+    """storage=None: float16 for a float16 input, else float32."""
+    if storage is None:
+        return "float16" if x_dtype == np.float16 else "float32"
+    if not isinstance(storage, str) or storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)} (or None: the input's dtype); got {storage!r}")
+    return storage
+
+
+def input_dtype(value):
+    """The floating dtype of an input (float16 stays float16; everything else computes float32)."""
+    dt = getattr(value, "dtype", None)
+    return np.dtype(np.float16) if dt is not None and np.dtype(dt) == np.float16 else np.dtype(np.float32)
+
+
+def round_to(arr, storage):
+    """arr (float32) rounded once to what the device stores (float16 values, kept as float32)."""
+    if storage != "float16" or arr is None:
+        return arr
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float16).astype(np.float32)
+
+
 def check_algorithm(algorithm):
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
@@ -63,6 +89,12 @@ class ConvParams:
     groups: int = 1
     bias: bool = False
     epi: Epilogue = NONE            # fused activations (activations.py)
+    storage: str = "float32"        # how x, the weights and the gemm column buffer are stored on the device
+
+    @property
+    def elem_bytes(self):
+        """Bytes per stored element of x, weights and the column buffer (the output is float32)."""
+        return 2 if self.storage == "float16" else FLOAT_BYTES
 
     @property
     def cig(self):
@@ -81,9 +113,10 @@ class ConvParams:
         """2·N·C_in·(C_out/groups)·K·L_in: the multiply-adds of the taps that land on inputs."""
         return 2 * self.n * self.c_in * self.cog * self.k * self.l_in
 
-    def gemm_column_bytes(self):
-        """The gemm path's column buffer: (C_out/groups)·K·N·L_in floats per group, all groups."""
-        return self.c_out * self.k * self.n * self.l_in * FLOAT_BYTES
+    def gemm_column_bytes(self, elem_bytes=None):
+        """The gemm path's column buffer: (C_out/groups)·K·N·L_in elements per group, all groups, in
+        the storage type (elem_bytes: another element size, e.g. the NumPy backend's float32)."""
+        return self.c_out * self.k * self.n * self.l_in * (elem_bytes or self.elem_bytes)
 
     def out_bytes(self):
         return FLOAT_BYTES * self.n * self.c_out * self.l_out
@@ -101,7 +134,7 @@ class ConvParams:
         """A short id like N2_Ci4_Co6_L13_K3_s2_p1_op1_d1_g2_b."""
         return (f"N{self.n}_Ci{self.c_in}_Co{self.c_out}_L{self.l_in}_K{self.k}_s{self.stride}_p{self.padding}"
                 f"_op{self.output_padding}_d{self.dilation}_g{self.groups}" + ("_b" if self.bias else "")
-                + self.epi.tag())
+                + self.epi.tag() + ("_f16" if self.storage == "float16" else ""))
 
 
 def host_memory_bytes():

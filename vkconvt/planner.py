@@ -12,13 +12,14 @@ else set_max_workspace_bytes(), else VKCONVT_MAX_WORKSPACE, else a quarter of th
 device-local memory heap.
 """
 import collections
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from . import backends, costmodel, env, kernels, schedule
 from .errors import DeviceOutOfMemory, WorkspaceTooSmall
-from .params import ConvParams, check_algorithm, params_from_shapes
+from .params import ConvParams, check_algorithm, check_storage, params_from_shapes
 
 _global_budget = None
 # auto picks gemm only when it is predicted at least this much faster than the alternatives: direct
@@ -124,7 +125,9 @@ class ConvPlan:
         lines = [f"conv_transpose1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP",
                  f"backend {self.backend}" + (" (chosen by backend='auto')" if self.auto_backend else "")
                  + (f"; Vulkan device {self.device}" if self.device else "")
-                 + f"; workspace budget {fmt_bytes(self.max_workspace_bytes)}",
+                 + f"; workspace budget {fmt_bytes(self.max_workspace_bytes)}"
+                 + ("; float16 storage (x, weights, columns; float32 arithmetic and output)"
+                    if p.storage == "float16" else ""),
                  f"{'candidate':10s} {'predicted':>11s} {'workspace':>11s} {'unchunked':>11s}  chunking"]
         for name in sorted(set(self.predicted_s) | set(self.infeasible)):
             if name in self.infeasible:
@@ -159,10 +162,12 @@ def fmt_bytes(n):
 
 
 def workspace_bytes(x_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                    max_workspace_bytes=None):
+                    max_workspace_bytes=None, storage="float32"):
     """Extra device memory of each algorithm, no device needed: {"direct": 0, "gemm": bytes}. With a
-    budget, the gemm figure is its column buffer once chunked to fit the budget."""
+    budget, the gemm figure is its column buffer once chunked to fit the budget; storage="float16"
+    halves it (columns stored as halves)."""
     p, _ = params_from_shapes(x_shape, weight_shape, stride, padding, output_padding, groups, dilation)
+    p = dataclasses.replace(p, storage=check_storage(storage))
     full = p.gemm_column_bytes()
     if max_workspace_bytes is None:
         return {"direct": 0, "gemm": full}
@@ -207,7 +212,7 @@ def _numpy_plan(p, algorithm, auto_backend, budget):
     algo = "direct" if algorithm == "auto" else algorithm
     why = ("the NumPy backend's direct form needs no workspace" if algorithm == "auto"
            else "requested") + ("; no Vulkan device here" if auto_backend else "")
-    unchunked = {"direct": 0, "gemm": p.gemm_column_bytes()}
+    unchunked = {"direct": 0, "gemm": p.gemm_column_bytes(4)}     # NumPy's columns are float32
     return ConvPlan(p, "numpy", None, algorithm, algo, budget, dict(unchunked), unchunked, {}, {}, why,
                     auto_backend=auto_backend)
 
@@ -238,7 +243,7 @@ def _make_plan(p, algorithm, wanted, be, max_workspace_bytes):
         predicted["numpy"] = costmodel.predict(coef_data.get("numpy", {}), costmodel.numpy_features(p))
     if algorithm != "auto":
         if algorithm in infeasible:
-            raise WorkspaceTooSmall(infeasible[algorithm], p.k * 4, budget)
+            raise WorkspaceTooSmall(infeasible[algorithm], p.k * p.elem_bytes, budget)
         choice, reason = algorithm, "requested"
         if auto_backend and predicted.get("numpy", float("inf")) < predicted[algorithm]:
             choice = "numpy"
@@ -273,8 +278,9 @@ def _choose(predicted, infeasible):
 
 
 def plan(x_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *, bias=False,
-         algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+         algorithm="auto", backend=None, device=None, max_workspace_bytes=None, storage="float32"):
     """Plan a conv_transpose1d call from shapes alone: see ConvPlan.explain()."""
     check_algorithm(algorithm)
     p, _ = params_from_shapes(x_shape, weight_shape, stride, padding, output_padding, groups, dilation, bias)
+    p = dataclasses.replace(p, storage=check_storage(storage))
     return make_plan(p, algorithm, backend, device, max_workspace_bytes)

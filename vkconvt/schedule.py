@@ -140,7 +140,13 @@ class ConvSchedule:
 
     @property
     def workspace_bytes(self):
-        return FLOAT_BYTES * self.col_floats
+        return self.params.elem_bytes * self.col_floats
+
+    def buffer_bytes(self):
+        """{buffer: bytes} of one piece's device buffers (x, weights and columns in the storage type)."""
+        eb = self.params.elem_bytes
+        return {"x": eb * self.x_floats, "w": eb * self.w_floats, "col": eb * self.col_floats,
+                "out": FLOAT_BYTES * self.out_floats}
 
     @property
     def dispatch_count(self):
@@ -163,6 +169,7 @@ def conv_geometry(p, algorithm, limits, budget, x_bound, align=1):
     one input position fits the budget, and every folded index fits 32 bits."""
     cap = limits.max_buffer_bytes
     col_budget = min(cap, budget)
+    eb = p.elem_bytes                   # x, weights and columns (float16 storage: 2); the output is float32
 
     def bounds(sz):
         lw, kw, vmax = window_bounds(p.l_in, p.k, p.stride, p.dilation, sz["tw"])
@@ -173,13 +180,13 @@ def conv_geometry(p, algorithm, limits, budget, x_bound, align=1):
         nb, gc, cc, ic, tw = sz["nb"], sz["gc"], sz["cc"], sz["ic"], sz["tw"]
         if vmax >= INT_LIMIT:
             return ["tw"]
-        if gc * ic * cc * kw * FLOAT_BYTES > cap:
+        if gc * ic * cc * kw * eb > cap:
             return ["gc", "cc", "ic", "tw"]
         if algorithm == "gemm":
-            per_pos = nb * gc * cc * kw * FLOAT_BYTES
+            per_pos = nb * gc * cc * kw * eb
             if per_pos * align > col_budget or (per_pos * min(lw, MIN_CHUNK) > col_budget and nb * gc * cc > 1):
                 return ["nb", "gc", "cc", "tw"]
-        if nb * gc * ic * x_bound(lw) * FLOAT_BYTES > cap:
+        if nb * gc * ic * x_bound(lw) * eb > cap:
             return ["nb", "gc", "ic", "tw"]
         if nb * gc * cc * tw * FLOAT_BYTES > cap:
             return ["nb", "gc", "cc", "tw"]
@@ -189,13 +196,13 @@ def conv_geometry(p, algorithm, limits, budget, x_bound, align=1):
         lw, kw, vmax = bounds(sz)
         if vmax >= INT_LIMIT:
             unrepresentable(f"conv_transpose1d {p.tag()}", p.stride, p.dilation, p.padding)
-        if algorithm == "gemm" and kw * FLOAT_BYTES * align > col_budget:
-            need = kw * FLOAT_BYTES * align
+        if algorithm == "gemm" and kw * eb * align > col_budget:
+            need = kw * eb * align
             raise WorkspaceTooSmall(
                 f"conv_transpose1d {p.tag()}: algorithm 'gemm' needs at least {need} bytes of workspace "
-                f"(one column of K={kw} floats) but the budget is {col_budget} bytes", need, col_budget)
+                f"(one column of K={kw} {p.storage} values) but the budget is {col_budget} bytes", need, col_budget)
         raise VkconvtMemoryError(f"conv_transpose1d {p.tag()}: no split fits {cap} bytes per buffer "
-                                 f"(one output channel's taps of one input channel: {kw * FLOAT_BYTES} bytes)",
+                                 f"(one output channel's taps of one input channel: {kw * eb} bytes)",
                                  budget_bytes=cap)
 
     g = split(dict(nb=p.n, gc=p.groups, cc=p.cog, ic=p.cig, tw=p.l_out), over, fail)
@@ -304,6 +311,7 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
     """The ConvSchedule of conv_transpose1d p with algorithm 'direct' or 'gemm'; complete=False
     gives its classes of pieces with their counts instead of every piece (see conv_pieces);
     safe=True: kernel specs exact for non-finite weights."""
+    choice = kernels.for_storage(choice, p.storage)
     al = matmul_align(choice) if algorithm == "gemm" else 1
     try:
         g = conv_geometry(p, algorithm, limits, budget, lambda lw: round_up(lw, al), al)
@@ -311,7 +319,7 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
         if al == 1:
             raise
         # the aligned matmul kernel's padded columns do not fit: the portable one needs no padding
-        portable = dict(choice, matmul=tuple(c for c in choice["matmul"] if c[0] == kernels.FALLBACK["matmul"]))
+        portable = dict(choice, matmul=tuple(c for c in choice["matmul"] if c[0] == kernels.fallback("matmul", p.storage)))
         return schedule_conv(p, algorithm, limits, budget, portable, complete, safe)
     sched = ConvSchedule(p, algorithm, limits, dict(choice), g, complete=complete, budget=budget, safe=safe)
     sched.key = (p, algorithm, limits, budget if algorithm == "gemm" else None, tuple(sorted(choice.items())), safe)
@@ -321,7 +329,7 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
     kw_max = max([pc.fold.kw for pc in live], default=1)
     sched.out_floats = g["nb"] * g["gc"] * g["cc"] * g["tw"]
     if algorithm == "gemm":
-        per_pos = g["nb"] * g["gc"] * g["cc"] * kw_max * FLOAT_BYTES
+        per_pos = g["nb"] * g["gc"] * g["cc"] * kw_max * p.elem_bytes
         room = min(limits.max_buffer_bytes, budget) // per_pos
         sched.lchunk = lw_max if room >= round_up(lw_max, al) else max(al, room // al * al)
         sched.col_floats = g["nb"] * g["gc"] * g["cc"] * kw_max * round_up(sched.lchunk, al)
@@ -341,10 +349,10 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
             sched.x_floats = max(sched.x_floats, (pc.n1 - pc.n0) * (pc.g1 - pc.g0) * (pc.ci1 - pc.ci0) * ldx)
             sched.w_floats = max(sched.w_floats, w_floats(step, algorithm, choice))
         sched.steps.append(step)
-    if FLOAT_BYTES * max(sched.x_floats, sched.w_floats) > limits.max_buffer_bytes:
+    if p.elem_bytes * max(sched.x_floats, sched.w_floats) > limits.max_buffer_bytes:
         # a kernel's zero margins or padded layout overflow a buffer cut to the limit: the
         # portable kernels need neither (pieces were cut for them)
-        portable = {op: tuple(c for c in choice[op] if c[0] == kernels.FALLBACK[op]) for op in choice}
+        portable = {op: tuple(c for c in choice[op] if c[0] == kernels.fallback(op, p.storage)) for op in choice}
         if portable != dict(choice):
             return schedule_conv(p, algorithm, limits, budget, portable, complete, safe)
     if complete:

@@ -11,7 +11,9 @@
     y = vkconvt.torch.conv_transpose1d(x, w, b, stride=8)   # torch.nn.functional.conv_transpose1d
 
 Tensors stay on the CPU; vkconvt copies them to the Vulkan device and computes in float32 (the
-result comes back in the input's floating dtype). `device=` is always the *Vulkan* device (an
+result comes back in the input's floating dtype). A float16 model (model.half()) runs with
+float16 storage: inputs, weights and the gemm columns stored as halves, float32 arithmetic, the
+output rounded once to float16. `device=` is always the *Vulkan* device (an
 index or a substring of its name); a PyTorch device there is refused.
 
 Forward pass only: where autograd would need a gradient through a vkconvt layer (grad mode on and
@@ -57,14 +59,16 @@ def _check_config(device, algorithm, backend, max_workspace_bytes, activation=No
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
-                     algorithm="auto", backend=None, device=None, max_workspace_bytes=None):
+                     algorithm="auto", backend=None, device=None, max_workspace_bytes=None, storage=None):
     """torch.nn.functional.conv_transpose1d computed by vkconvt: CPU tensors in, a tensor out (in
-    input's floating dtype). Tuple hyper-parameters (stride=(2,)) are accepted like PyTorch."""
+    input's floating dtype; float16 input: float16 storage, see vkconvt.conv_transpose1d).
+    Tuple hyper-parameters (stride=(2,)) are accepted like PyTorch."""
     interop.check_vulkan_device("device", device)
     io = interop.TensorIO()
     x, w, b = io.unwrap("input", input), io.unwrap("weight", weight), io.unwrap("bias", bias)
     out = vkconvt.conv_transpose1d(x, w, b, stride, padding, output_padding, groups, dilation, algorithm=algorithm,
-                                   backend=backend, device=device, max_workspace_bytes=max_workspace_bytes)
+                                   backend=backend, device=device, max_workspace_bytes=max_workspace_bytes,
+                                   storage=storage)
     return io.wrap(out)
 
 
@@ -95,7 +99,9 @@ class _State:
         b = None if bias is None else interop.unwrap("bias", bias)
         hyper = dict(stride=_one(module.stride), padding=_one(module.padding), output_padding=output_padding,
                      groups=module.groups, dilation=_one(module.dilation))
-        key = tuple(hyper.values())
+        # a float16 module (model.half()) stores its weights, inputs and columns as halves
+        storage = "float16" if w.dtype == np.float16 else "float32"
+        key = tuple(hyper.values()) + (storage,)
         with self.lock:
             if not (_same(self.weight, w) and _same(self.bias, b)):
                 self.layers.clear()
@@ -105,9 +111,10 @@ class _State:
             if layer is None:
                 k, h = self.weight.shape[-1], hyper
                 if vkconvt.output_length(1, k, h["stride"], h["padding"], h["output_padding"], h["dilation"]) > 0:
-                    layer = vkconvt.ConvTranspose1d(self.weight, self.bias, **hyper, **self.config)
+                    layer = vkconvt.ConvTranspose1d(self.weight, self.bias, **hyper, storage=storage, **self.config)
                 else:   # vkconvt.ConvTranspose1d checks its hyper-parameters with a 1-long input and would refuse
-                    layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, **self.config)
+                    layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, storage=storage,
+                                              **self.config)
                 self.layers[key] = layer
             return layer
 

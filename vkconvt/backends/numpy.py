@@ -66,7 +66,7 @@ def _direct(x, weight, bias, p):
 
 
 def _gemm(x, weights, p):
-    check_host_memory(f"the NumPy gemm column buffer of conv_transpose1d {p.tag()}", p.gemm_column_bytes())
+    check_host_memory(f"the NumPy gemm column buffer of conv_transpose1d {p.tag()}", p.gemm_column_bytes(4))
     # A: (G, Cog*K, Cig) . x: (N, G, Cig, L) -> columns (N, G, Cog*K, L) -> col2im.
     a = weights.layout("gemm", p.gemm_weight).reshape(p.groups, p.cog * p.k, p.cig)
     col = np.matmul(a, x.reshape(p.n, p.groups, p.cig, p.l_in)).reshape(p.n, p.c_out, p.k, p.l_in)

@@ -193,23 +193,26 @@ class VulkanBackend:
                     ns += (ts[-1] - ts[0]) * self._dev.info.timestamp_period_ns
         return ns
 
-    def upload(self, t, arr, tag=None, layout=None, pack=None):
+    def upload(self, t, arr, tag=None, layout=None, pack=None, storage="float32"):
         """Write arr into buffer t (skipped when t already holds data tagged `tag`). layout
         (xoff, ldx): arr's last axis goes to [xoff, xoff + len) of rows ldx long, zeros around;
-        pack(dst, arr): a kernel's own weight layout, written straight into the buffer."""
+        pack(dst, arr): a kernel's own weight layout, written straight into the buffer.
+        storage float16: the buffer holds packed halves (arr's values already rounded to them)."""
         dev = self.dev
         if tag is not None and dev.tags.get(id(t)) == tag:
             return
         view = t.data()
+        if storage == "float16":
+            view = view.view(np.float16)
         if pack is not None:
             pack(view, arr)
         elif layout is None or layout == (0, arr.shape[-1]):
-            np.copyto(view[:arr.size].reshape(arr.shape), arr, casting="no")
+            np.copyto(view[:arr.size].reshape(arr.shape), arr, casting="no" if view.dtype == arr.dtype else "unsafe")
         else:
             xoff, ldx = layout
             rows = view[:arr.size // arr.shape[-1] * ldx].reshape(arr.shape[:-1] + (ldx,))
             rows[..., xoff:xoff + arr.shape[-1]] = arr
-            zeroed = ("zero margins", layout, arr.shape)      # margins stay zero while nobody else writes
+            zeroed = ("zero margins", layout, arr.shape, storage)      # margins stay zero while nobody else writes
             if tag is not None or dev.tags.get(id(t)) != zeroed:
                 rows[..., :xoff] = 0
                 rows[..., xoff + arr.shape[-1]:] = 0
@@ -297,13 +300,14 @@ class VulkanBackend:
         if sched.algorithm == "gemm":
             wt = weights.layout("gemm", p.gemm_weight)[pc.g0:pc.g1, pc.co0:pc.co1, f.kb:f.kb + f.kw, pc.ci0:pc.ci1]
             wt = wt.reshape(pc.g1 - pc.g0, -1, pc.ci1 - pc.ci0)
-            self.upload(t["w"], wt, tag=token and (token, "gemm", d.local.lda, wkey), layout=(0, d.local.lda))
+            self.upload(t["w"], wt, tag=token and (token, "gemm", d.local.lda, wkey), layout=(0, d.local.lda),
+                        storage=p.storage)
         else:
             w4 = weights.weight.reshape(p.groups, p.cig, p.cog, p.k)
             ws = w4[pc.g0:pc.g1, pc.ci0:pc.ci1, pc.co0:pc.co1, f.kb:f.kb + f.kw]
             pack = kernels.KERNELS[d.kernel].pack_weights
             self.upload(t["w"], ws, tag=token and (token, d.kernel, d.spec, wkey),
-                      pack=lambda dst, w: pack(dst, w, d.local, d.spec))
+                        pack=lambda dst, w: pack(dst, w, d.local, d.spec), storage=p.storage)
         if (weights.bias is not None or p.epi.per_channel) and pc.first:
             parts = [np.zeros(p.c_out, np.float32) if weights.bias is None else weights.bias]
             if p.epi.per_channel:
@@ -326,10 +330,12 @@ class VulkanBackend:
             weakref.finalize(weights, self._forget_owner, owner)
 
         def buffers(sched):
-            buf = self.pooled
+            def buf(role, n, **kw):          # n elements of the storage type, in 32-bit words
+                return self.pooled(role, -(-n * p.elem_bytes // 4), **kw)
             per_channel = 3 if p.epi.per_channel else 1          # [bias | alpha | 1/(beta + eps)]
-            t = dict(x=buf("x", sched.x_floats), w=buf(("w", owner), sched.w_floats), out=buf("out", sched.out_floats),
-                     bias=buf(("bias", owner), per_channel * sched.geometry["gc"] * sched.geometry["cc"])
+            t = dict(x=buf("x", sched.x_floats), w=buf(("w", owner), sched.w_floats),
+                     out=self.pooled("out", sched.out_floats),
+                     bias=self.pooled(("bias", owner), per_channel * sched.geometry["gc"] * sched.geometry["cc"])
                      if p.bias or p.epi.per_channel else self.dev.dummy())
             if sched.algorithm == "gemm":
                 t["col"] = buf("col", sched.col_floats, workspace=True, budget=sched.budget)
@@ -346,7 +352,7 @@ class VulkanBackend:
                     out4[pc.n0:pc.n1, pc.g0:pc.g1, pc.co0:pc.co1, pc.t0:pc.t1] = b2[pc.g0:pc.g1, pc.co0:pc.co1, None][None]
                 return False
             xs = x4[pc.n0:pc.n1, pc.g0:pc.g1, pc.ci0:pc.ci1, f.lb:f.lb + f.lw]
-            self.upload(t["x"], xs, layout=schedule.x_layout(st, sched.algorithm, sched.choice))
+            self.upload(t["x"], xs, layout=schedule.x_layout(st, sched.algorithm, sched.choice), storage=p.storage)
             self.put_weights(t, st, sched, weights)
             return True
 

@@ -46,7 +46,7 @@ def runner(be, plan):
             st["calls"] += 1
             if st["calls"] % 16 == 0:
                 dev.plans.move_to_end(key + (st["owner"], be.collect_timestamps))    # keep it recent in the LRU
-            be.upload(st["t"]["x"], x.reshape(x_shape), layout=layout)
+            be.upload(st["t"]["x"], x.reshape(x_shape), layout=layout, storage=p.storage)
             be.put_weights(st["t"], step, sched, weights)
             for s in st["seqs"]:
                 s.eval()

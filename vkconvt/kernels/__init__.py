@@ -16,6 +16,8 @@ the first whose choose() takes it (the portable kernel, last, takes everything).
   cpu.py       conv_transpose_1d_sg, conv_transpose_1d_dw, matmul_sg: llvmpipe-shaped
   gpu.py       conv_transpose_1d_tiled, matmul_tiled: GPU-shaped (shared-memory tiles)
 """
+from dataclasses import replace
+
 import numpy as np
 
 from . import cpu, gpu, portable
@@ -25,12 +27,52 @@ from .portable import GRID, PHASE_PUSH
 
 __all__ = ["KERNELS", "OPS", "GRID", "PHASE_PUSH", "DEVICE_CLASSES", "Kernel", "ConvLocal", "MatmulLocal",
            "Col2imLocal", "Device", "variants", "default_choice", "pack", "cdiv", "round_up", "phase_constants",
-           "no_margins", "only", "pick", "FALLBACK", "PREFERENCE"]
+           "no_margins", "only", "pick", "FALLBACK", "PREFERENCE", "STORAGES", "fallback", "for_storage"]
 
-KERNELS = {k.name: k for k in (portable.CONV, cpu.CONV_SG, cpu.CONV_DW, gpu.CONV_TILED,
-                               portable.MATMUL, cpu.MATMUL_SG, gpu.MATMUL_TILED, portable.COL2IM)}
+BASE = (portable.CONV, cpu.CONV_SG, cpu.CONV_DW, gpu.CONV_TILED, portable.MATMUL, cpu.MATMUL_SG, gpu.MATMUL_TILED,
+        portable.COL2IM)
 OPS = ("conv_transpose_1d", "matmul", "col2im_1d")
 FALLBACK = {"conv_transpose_1d": "conv_transpose_1d", "matmul": "matmul", "col2im_1d": "col2im_1d"}
+STORAGES = ("float32", "float16")
+F16 = "_f16"
+
+
+def _even_tn(choose):
+    """The portable matmul's float16 twin stores C two columns per 32-bit word: TN must be even."""
+    def wrapped(loc, spec, dev):
+        spec = tuple(spec) if choose is None else choose(loc, spec, dev)
+        return None if spec is None else spec[:3] + (spec[3] + spec[3] % 2,)
+    return wrapped
+
+
+def _f16_twin(k):
+    """float16 storage (shaders/variants.txt: the same source with VKCONVT_F16): x, weights and the
+    column buffer hold packed halves, arithmetic and the output stay float32. Sizes and indices
+    stay in elements, so every layout rule is the same; a matmul twin stores C in whole 32-bit
+    words (pairs, or quads for the vec4 kernels), so its rows are padded to 2 or 4 elements."""
+    extra = {}
+    if k.op == "matmul":
+        extra = dict(align=max(k.align, 2), choose=_even_tn(k.choose)) if k.name == FALLBACK["matmul"] \
+            else dict(align=max(k.align, 4))
+    return replace(k, name=k.name + F16, source=k.name, storage="float16",
+                   summary=k.summary + " (float16 storage)", **extra)
+
+
+KERNELS = {k.name: k for k in BASE + tuple(_f16_twin(k) for k in BASE)}
+
+
+def fallback(op, storage="float32"):
+    """The portable kernel of op for a storage type."""
+    return FALLBACK[op] + (F16 if storage == "float16" else "")
+
+
+def for_storage(choice, storage):
+    """The choice with every kernel replaced by its twin for `storage` (specs kept): device
+    choices and tuning name float32 kernels; a float16 schedule runs their twins."""
+    def name(n):
+        base = KERNELS[n].shader
+        return base + F16 if storage == "float16" else base
+    return {op: tuple((name(n), spec) for n, spec in entries) for op, entries in choice.items()}
 
 # The kernels each device class tries, in order (measured on lavapipe; the GPU order by design,
 # not measured): `python -m vkconvt tune` replaces it with the order measured on the user's device.
@@ -42,9 +84,9 @@ PREFERENCE = {
 }
 
 
-def variants(op):
-    """The kernels that compute `op`, in table order."""
-    return [k for k in KERNELS.values() if k.op == op]
+def variants(op, storage="float32"):
+    """The kernels that compute `op` with `storage`, in table order."""
+    return [k for k in KERNELS.values() if k.op == op and k.storage == storage]
 
 
 def default_choice(device_class):
@@ -64,8 +106,9 @@ def only(name, device_class, spec=None):
     the tests use to force a variant."""
     kern = KERNELS[name]
     entries = [(name, tuple(spec or kern.defaults[device_class]))]
-    if name != FALLBACK[kern.op]:
-        entries.append((FALLBACK[kern.op], tuple(KERNELS[FALLBACK[kern.op]].defaults[device_class])))
+    last = fallback(kern.op, kern.storage)
+    if name != last:
+        entries.append((last, tuple(KERNELS[last].defaults[device_class])))
     return tuple(entries)
 
 
@@ -77,7 +120,7 @@ def pick(op, choice, local, dev, safe=False):
         spec = kern.spec_for(local, base, dev)
         if spec is not None:
             return name, (kern.safe(spec) if safe and kern.safe else spec)
-    name = FALLBACK[op]
+    name = fallback(op, KERNELS[choice[op][0][0]].storage)
     return name, tuple(KERNELS[name].defaults[dev.device_class])
 
 

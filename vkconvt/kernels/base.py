@@ -144,11 +144,18 @@ class Kernel:
     min_subgroup: Callable = lambda spec: 1     # the subgroup size the spec needs at least
     shared_bytes: Callable = lambda spec: 0     # shared memory the spec uses
     invocations: Callable = lambda spec: 1      # workgroup size of the spec
-    align: int = 1                          # matmul kernels: operand rows a multiple of this many floats
+    align: int = 1                          # matmul kernels: operand rows a multiple of this many elements
+    storage: str = "float32"                # element type of the inputs and the column buffer in memory
+    source: str = ""                        # the shader it is compiled from, when not <name>.comp
 
     @property
     def spv(self):
         return self.name + ".spv"
+
+    @property
+    def shader(self):
+        """shaders/<shader>.comp (shaders/variants.txt compiles twins from their base's source)."""
+        return self.source or self.name
 
     def supported(self, dev, spec=None):
         """Whether a device (a Device, or anything with its fields) can run this kernel with spec."""
