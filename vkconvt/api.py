@@ -18,7 +18,7 @@ from .interop import tensor_io
 import numpy as np
 
 from .params import (Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
-                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, round_to)
+                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, to_storage)
 
 F16 = np.dtype(np.float16)
 
@@ -53,17 +53,16 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     hit = calls.get(sig)
     if hit is not None:                  # a call exactly like an earlier valid one: validated then
         run, batched, storage = hit
-        out = run(round_to(x if batched else x[None], storage), Weights(round_to(weight, storage), bias))
+        out = run(to_storage(x if batched else x[None], storage), Weights(to_storage(weight, storage), bias))
         return out if batched else out[0]
     check_algorithm(algorithm)
     dtype = input_dtype(x)
     storage = check_storage(storage, dtype)
     x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
-                                                  dilation)
-    x, weight = round_to(x, storage), round_to(weight, storage)
+                                                  dilation, storage)
     epi, act_params = activations.check(p.c_out, activation, negative_slope, alpha, beta, alpha_logscale,
                                         input_activation, input_negative_slope)
-    p = dataclasses.replace(p, epi=epi, storage=storage)
+    p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
     out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
                         max_workspace_bytes)
     calls.put(sig, (run, batched, storage), p)
@@ -72,7 +71,10 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 
 def to_float16(out):
-    """The float32 result rounded once to float16 (beyond float16's range: inf, as PyTorch)."""
+    """The float32 result rounded once to float16 (beyond float16's range: inf, as PyTorch); a
+    result the device already rounded (to_float16 kernel) is returned as it is."""
+    if out.dtype == np.float16:
+        return out
     with np.errstate(over="ignore"):
         return out.astype(np.float16)
 
@@ -110,7 +112,7 @@ class ConvTranspose1d:
                                                  input_negative_slope)
         # Own copies: the device keeps these weights, so later edits of the caller's arrays must
         # not make them stale.
-        weight, bias = round_to(weight, self.storage).copy(), None if bias is None else bias.copy()
+        weight, bias = np.array(to_storage(weight, self.storage)), None if bias is None else bias.copy()
         if max_workspace_bytes is not None:
             max_workspace_bytes = planner.check_budget(max_workspace_bytes)
         name = backends.requested(backend)
@@ -138,12 +140,13 @@ class ConvTranspose1d:
         hit = self._calls.get(sig) if sig is not None else None
         if hit is not None:
             run, batched = hit
-            out = run(round_to(x if batched else x[None], self.storage), self.weights)
+            out = run(to_storage(x if batched else x[None], self.storage), self.weights)
             return out if batched else out[0]
         dtype = input_dtype(x)
-        x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper)
-        p = dataclasses.replace(p, epi=self.epi, storage=self.storage)
-        out, run = run_conv(p, round_to(x, self.storage), self.weights, self.algorithm, self.backend, self.device,
+        x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper,
+                                              storage=self.storage)
+        p = dataclasses.replace(p, epi=self.epi, storage=self.storage, out_float16=dtype == F16)
+        out, run = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device,
                             self.max_workspace_bytes)
         if sig is not None and calls.cacheable(p):
             if len(self._calls) >= 8:

@@ -60,12 +60,21 @@ def input_dtype(value):
     return np.dtype(np.float16) if dt is not None and np.dtype(dt) == np.float16 else np.dtype(np.float32)
 
 
-def round_to(arr, storage):
-    """arr (float32) rounded once to what the device stores (float16 values, kept as float32)."""
-    if storage != "float16" or arr is None:
+def to_storage(arr, storage):
+    """arr as the host holds it for `storage`: float16 storage keeps float16 arrays (rounded once
+    here from anything else; beyond float16's range: inf), so that the device upload is a copy."""
+    if storage != "float16" or arr is None or arr.dtype == np.float16:
         return arr
     with np.errstate(over="ignore"):
-        return arr.astype(np.float16).astype(np.float32)
+        return np.ascontiguousarray(arr, dtype=np.float16)
+
+
+def all_finite(arr):
+    """Whether arr has no inf/NaN: float16 by its exponent bits (no conversion, no overflowing
+    sum); float32 by its sum (a sum that overflows only costs the caller's exact recomputation)."""
+    if arr.dtype == np.float16:
+        return not bool(np.any((arr.view(np.uint16) & 0x7C00) == 0x7C00))
+    return bool(np.isfinite(np.sum(arr, dtype=np.float32)))
 
 
 def check_algorithm(algorithm):
@@ -90,6 +99,7 @@ class ConvParams:
     bias: bool = False
     epi: Epilogue = NONE            # fused activations (activations.py)
     storage: str = "float32"        # how x, the weights and the gemm column buffer are stored on the device
+    out_float16: bool = False       # the result is rounded to float16 (a float16 call)
 
     @property
     def elem_bytes(self):
@@ -164,9 +174,10 @@ def check_host_memory(what, nbytes):
 
 
 class Weights:
-    """A conv's weight and bias, prepared once: float32 arrays, derived layouts computed on first
-    use and kept (`layout`), and a `token` naming this version of the weights, so that a device
-    keeps them between calls (None: a one-off call, nothing is kept)."""
+    """A conv's weight and bias, prepared once: float32 arrays (the weight float16 for float16
+    storage), derived layouts computed on first use and kept (`layout`), and a `token` naming this
+    version of the weights, so that a device keeps them between calls (None: a one-off call,
+    nothing is kept)."""
 
     def __init__(self, weight, bias=None, keep=False, act_params=None):
         self.weight = weight
@@ -181,7 +192,7 @@ class Weights:
         kept weights are checked once. A sum overflowing to inf only costs the exact kernels."""
         if self.token is not None and "finite" in self._layouts:
             return self._layouts["finite"]
-        ok = bool(np.isfinite(np.sum(self.weight, dtype=np.float32)))
+        ok = all_finite(self.weight)
         if self.token is not None:
             self._layouts["finite"] = ok
         return ok
@@ -257,11 +268,14 @@ def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, g
     return weight, bias
 
 
-def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with float32
-    contiguous arrays and x always 3-D."""
-    x = as_float32("x", x)
-    weight = as_float32("weight", weight)
+def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                    storage="float32"):
+    """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with contiguous
+    arrays (x and weight float16 for float16 storage, else float32) and x always 3-D."""
+    x = to_storage(as_float32("x", x) if storage != "float16" or input_dtype(x) != np.float16 else np.asarray(x), storage)
+    weight = to_storage(as_float32("weight", weight) if storage != "float16" or input_dtype(weight) != np.float16
+                        else np.asarray(weight), storage)
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
                                     dilation, bias is not None)
     if bias is not None:

@@ -147,6 +147,9 @@ class ConvPlan:
             kinds = "; ".join(f"{name} {', '.join(str(sp) for sp in sorted(specs))}" for name, specs in used.items())
             lines.append(f"kernels: {kinds or 'none (no input reaches the output)'}"
                          + ("; exact variants taken for non-finite weights" if self.needs_finite else ""))
+            names = {"x": "x", "w": "weights", "col": "columns", "out": "output", "out16": "float16 output"}
+            lines.append("device buffers per piece: " + ", ".join(
+                f"{names[k]} {fmt_bytes(v)}" for k, v in self.schedule.buffer_bytes().items() if v))
         if self.model_source:
             lines.append(f"cost model: {self.model_source}")
         return "\n".join(lines)

@@ -136,6 +136,7 @@ class ConvSchedule:
     budget: int = 0                       # the workspace budget it was cut for
     safe: bool = False                    # specs exact for non-finite weights
     fused: bool = True                    # the kernels apply the output activation (else the host)
+    out_half: bool = False                # the output comes back as float16 (to_float16 on the device)
     key: tuple = ()                       # what identifies it (the device's recording cache key)
 
     @property
@@ -146,7 +147,7 @@ class ConvSchedule:
         """{buffer: bytes} of one piece's device buffers (x, weights and columns in the storage type)."""
         eb = self.params.elem_bytes
         return {"x": eb * self.x_floats, "w": eb * self.w_floats, "col": eb * self.col_floats,
-                "out": FLOAT_BYTES * self.out_floats}
+                "out": FLOAT_BYTES * self.out_floats, "out16": 2 * round_up(self.out_floats, 4) if self.out_half else 0}
 
     @property
     def dispatch_count(self):
@@ -355,6 +356,19 @@ def schedule_conv(p, algorithm, limits, budget, choice, complete=True, safe=Fals
         portable = {op: tuple(c for c in choice[op] if c[0] == kernels.fallback(op, p.storage)) for op in choice}
         if portable != dict(choice):
             return schedule_conv(p, algorithm, limits, budget, portable, complete, safe)
+    half_out(sched, choice)
     if complete:
         COUNTERS["schedule_conv"] += 1
     return sched
+
+
+def half_out(sched, choice):
+    """A float16 call whose one piece leaves the final output on the device (activation included)
+    rounds it there (to_float16): half the bytes come back, and the host copies, not converts."""
+    p, steps = sched.params, sched.steps
+    if not p.out_float16 or len(steps) != 1 or steps[0].piece.empty or (p.epi.act and not sched.fused):
+        return
+    loc = kernels.PackLocal(p.n * p.c_out * p.l_out)
+    name, spec = kernels.pick("to_float16", choice, loc, sched.limits.device)
+    steps[0].dispatches = steps[0].dispatches + [make_dispatch(name, loc, spec, sched.limits)]
+    sched.out_half = True

@@ -7,7 +7,7 @@ a long kernel over a short input costs as much as its FLOPs, not K steps.
 import numpy as np
 
 from .. import activations
-from ..params import check_host_memory, output_length
+from ..params import Weights, check_host_memory, output_length
 
 name = "numpy"
 
@@ -80,6 +80,10 @@ class NumpyBackend:
     def conv_transpose1d(self, plan, x, weights):
         """x (N, C_in, L) float32; plan: the planner's ConvPlan (its params and algorithm)."""
         p = plan.params
+        if x.dtype != np.float32 or weights.weight.dtype != np.float32:
+            # float16 storage: the float16 values, computed in float32 (the caller rounds the result once)
+            x = x.astype(np.float32)
+            weights = Weights(weights.weight.astype(np.float32), weights.bias, act_params=weights.act_params)
         x = activations.apply_input(x, p.epi)
         out = _gemm(x, weights, p) if plan.algorithm == "gemm" else _direct(x, weights.weight, weights.bias, p)
         return activations.apply(out, p.epi, weights.act_params)

@@ -16,6 +16,7 @@ from .. import device as devmod
 from .. import activations, costmodel, env, kernels, schedule
 from . import vulkan_fast, vulkan_ops
 from ..errors import DeviceOutOfMemory
+from ..params import all_finite
 
 name = "vulkan"
 CPU_GROUPS = 64        # workgroups dispatched on a CPU device (llvmpipe spreads them over its threads)
@@ -220,9 +221,9 @@ class VulkanBackend:
         dev.tags[id(t)] = tag
         dev.sync(t, to_device=True)
 
-    def download(self, t, shape):
+    def download(self, t, shape, dtype=np.float32):
         self.dev.sync(t, to_device=False)
-        return t.data()[:int(np.prod(shape))].reshape(shape)
+        return t.data().view(dtype)[:int(np.prod(shape))].reshape(shape)
 
     # ------------------------------------------------------------------ conv_transpose1d
     def conv_transpose1d(self, plan, x, weights):
@@ -231,7 +232,7 @@ class VulkanBackend:
         every cached buffer."""
         check_result = self.check_result(plan, weights)
         out = self._attempts(plan, x, weights, plan.needs_finite and not check_result and not weights.finite)
-        if check_result and not np.isfinite(np.sum(out)):
+        if check_result and not all_finite(out):
             out = self._attempts(plan, x, weights, True)   # a weight may be inf/NaN: the exact variants
         return out
 
@@ -318,7 +319,7 @@ class VulkanBackend:
     def _conv(self, sched, x, weights):
         p = sched.params
         # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
-        out = np.zeros((p.n, p.c_out, p.l_out), dtype=np.float32)
+        out = np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if sched.out_half else np.float32)
         out4 = out.reshape(p.n, p.groups, p.cog, p.l_out)
         x4 = x.reshape(p.n, p.groups, p.cig, p.l_in)
         b2 = None if weights.bias is None else weights.bias.reshape(p.groups, p.cog)
@@ -339,11 +340,14 @@ class VulkanBackend:
                      if p.bias or p.epi.per_channel else self.dev.dummy())
             if sched.algorithm == "gemm":
                 t["col"] = buf("col", sched.col_floats, workspace=True, budget=sched.budget)
+            if sched.out_half:
+                t["out16"] = self.pooled("out16", 2 * kernels.cdiv(sched.out_floats, 4))
             return t
 
         def bindings(t):
             return {"conv_transpose_1d": [t["x"], t["w"], t["bias"], t["out"]],
-                    "matmul": [t["w"], t["x"], t.get("col")], "col2im_1d": [t.get("col"), t["bias"], t["out"]]}
+                    "matmul": [t["w"], t["x"], t.get("col")], "col2im_1d": [t.get("col"), t["bias"], t["out"]],
+                    "to_float16": [t["out"], t.get("out16")]}
 
         def put(t, st, sched):
             pc, f = st.piece, st.piece.fold
@@ -358,7 +362,8 @@ class VulkanBackend:
 
         def get(t, st):
             pc = st.piece
-            res = self.download(t["out"], (pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.t1 - pc.t0))
+            res = self.download(t["out16"] if sched.out_half else t["out"],
+                                (pc.n1 - pc.n0, pc.g1 - pc.g0, pc.co1 - pc.co0, pc.t1 - pc.t0), out.dtype)
             view = out4[pc.n0:pc.n1, pc.g0:pc.g1, pc.co0:pc.co1, pc.t0:pc.t1]
             if pc.first:
                 view[...] = res

@@ -139,6 +139,16 @@ def bench_case(case, index, suite, args, be, worker):
     base = dict(suite=suite, kind=case.kind, group=case.group, case=case.name, x=case.x, calls=case.calls)
     if case.kind == "overhead":
         return [{**base, **rec} for rec in overhead_case(case, be)]
+    if case.kind in ("float16", "activation"):
+        from . import extras
+        if be is None:
+            return [dict(base, impl="-", status="error", error="no Vulkan device")]
+        try:
+            recs = (extras.float16_case(case, args, be) if case.kind == "float16"
+                    else extras.activation_case(case, args, be, worker))
+        except Exception as exc:  # one failing case must not stop the run
+            recs = [dict(impl="-", status="error", error=f"{type(exc).__name__}: {exc}")]
+        return [{**base, **rec} for rec in recs]
     try:
         arrays, flops, tag = case.build(case.batch or (args.batch if case.conv else 1), seed=index)
     except Exception as exc:

@@ -21,7 +21,7 @@ SWEEP_FIXED = dict(output_padding=0, groups=1, dilation=1, bias=False)
 # ------------------------------------------------------------------------------------------ cases
 @dataclass
 class Case:
-    kind: str                # "model", "sweep", "user", "overhead" or "matmul"
+    kind: str                # "model", "sweep", "user", "overhead", "matmul", "float16" or "activation"
     group: str               # model name, sweep name, "users" or "matmul"
     name: str                # layer name, "c_in=64", "4096x512x86"
     x: int = 0               # layer index, swept value, or matmul M
@@ -64,6 +64,16 @@ def model_cases(args, suite=None):
     return [Case("model", lay["model"], lay["name"], lay["layer"], {k: lay[k] for k in CONV_KEYS},
                  calls=lay.get("calls_per_forward", 1))
             for lay in data["layers"] if not wanted or lay["model"] in wanted]
+
+
+def model_kind(kind):
+    """The model layers as cases of another kind (the float16 and activations suites, extras.py)."""
+    def cases(args, suite=None):
+        out = model_cases(args)
+        for c in out:
+            c.kind = kind
+        return out
+    return cases
 
 
 def sweep(dim, values, **fixed):
@@ -135,4 +145,8 @@ SUITES = {
     "all": ("models, the five sweeps (the shapes auto is judged on) and the users cases",
             lambda args, suite: model_cases(args) + SUITES["sweeps"][1](args, "sweeps") + user_cases(args)),
     "quick": ("a handful of small cases of every kind (same as --quick)", quick_cases),
+    "float16": ("the model layers in float32 and float16 storage: time, workspace and peak memory",
+                model_kind("float16")),
+    "activations": ("the model layers with fused leaky ReLU in / Snake out against separate NumPy and PyTorch "
+                    "passes", model_kind("activation")),
 }

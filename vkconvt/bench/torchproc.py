@@ -9,7 +9,17 @@ the main process checks against the NumPy reference like any other.
 import multiprocessing as mp
 import time
 
-OPS = ("conv_transpose1d", "matmul")
+OPS = ("conv_transpose1d", "matmul", "activations")
+
+
+def _activation_passes(torch):
+    """The passes a fused layer saves, as separate PyTorch ops: leaky ReLU over the input x and
+    Snake (x + sin^2(alpha x)/alpha, per channel) over the layer's output y; returns Snake's."""
+    def passes(x, y, alpha, slope):
+        torch.nn.functional.leaky_relu(x, slope)
+        a = alpha.reshape(1, -1, 1)
+        return y + torch.sin(a * y) ** 2 / (a + 1e-9)
+    return passes
 
 
 def _serve(conn, threads):
@@ -28,7 +38,8 @@ def _serve(conn, threads):
             if device == "cuda":
                 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
             sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-            fn = torch.nn.functional.conv_transpose1d if op == "conv_transpose1d" else torch.matmul
+            fn = {"conv_transpose1d": torch.nn.functional.conv_transpose1d, "matmul": torch.matmul,
+                  "activations": _activation_passes(torch)}[op]
             ts = [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
 
             def run():

@@ -12,7 +12,8 @@ them against this table.
 
 A kernel *choice* is, per op, the kernels to try in order with their base specs: a piece runs on
 the first whose choose() takes it (the portable kernel, last, takes everything).
-  portable.py  conv_transpose_1d, matmul, col2im_1d: any device, the fallback
+  portable.py  conv_transpose_1d, matmul, col2im_1d: any device, the fallback; to_float16 (a
+               float16 call's output rounded on the device)
   cpu.py       conv_transpose_1d_sg, conv_transpose_1d_dw, matmul_sg: llvmpipe-shaped
   gpu.py       conv_transpose_1d_tiled, matmul_tiled: GPU-shaped (shared-memory tiles)
 """
@@ -23,16 +24,17 @@ import numpy as np
 from . import cpu, gpu, portable
 from .base import (DEVICE_CLASSES, Col2imLocal, ConvLocal, Device, Kernel, MatmulLocal, cdiv, no_margins,
                    phase_constants, round_up)
-from .portable import GRID, PHASE_PUSH
+from .portable import GRID, PHASE_PUSH, PackLocal
 
 __all__ = ["KERNELS", "OPS", "GRID", "PHASE_PUSH", "DEVICE_CLASSES", "Kernel", "ConvLocal", "MatmulLocal",
            "Col2imLocal", "Device", "variants", "default_choice", "pack", "cdiv", "round_up", "phase_constants",
-           "no_margins", "only", "pick", "FALLBACK", "PREFERENCE", "STORAGES", "fallback", "for_storage"]
+           "no_margins", "only", "pick", "PackLocal", "FALLBACK", "PREFERENCE", "STORAGES", "fallback", "for_storage"]
 
 BASE = (portable.CONV, cpu.CONV_SG, cpu.CONV_DW, gpu.CONV_TILED, portable.MATMUL, cpu.MATMUL_SG, gpu.MATMUL_TILED,
         portable.COL2IM)
-OPS = ("conv_transpose_1d", "matmul", "col2im_1d")
-FALLBACK = {"conv_transpose_1d": "conv_transpose_1d", "matmul": "matmul", "col2im_1d": "col2im_1d"}
+OPS = ("conv_transpose_1d", "matmul", "col2im_1d", "to_float16")
+FALLBACK = {"conv_transpose_1d": "conv_transpose_1d", "matmul": "matmul", "col2im_1d": "col2im_1d",
+            "to_float16": "to_float16"}
 STORAGES = ("float32", "float16")
 F16 = "_f16"
 
@@ -58,12 +60,13 @@ def _f16_twin(k):
                    summary=k.summary + " (float16 storage)", **extra)
 
 
-KERNELS = {k.name: k for k in BASE + tuple(_f16_twin(k) for k in BASE)}
+KERNELS = {k.name: k for k in BASE + tuple(_f16_twin(k) for k in BASE) + (portable.TO_FLOAT16,)}
 
 
 def fallback(op, storage="float32"):
-    """The portable kernel of op for a storage type."""
-    return FALLBACK[op] + (F16 if storage == "float16" else "")
+    """The portable kernel of op for a storage type (to_float16 has no twin: it reads float32)."""
+    name = FALLBACK[op] + (F16 if storage == "float16" else "")
+    return name if name in KERNELS else FALLBACK[op]
 
 
 def for_storage(choice, storage):
@@ -71,16 +74,16 @@ def for_storage(choice, storage):
     choices and tuning name float32 kernels; a float16 schedule runs their twins."""
     def name(n):
         base = KERNELS[n].shader
-        return base + F16 if storage == "float16" else base
+        return base + F16 if storage == "float16" and base + F16 in KERNELS else base
     return {op: tuple((name(n), spec) for n, spec in entries) for op, entries in choice.items()}
 
 # The kernels each device class tries, in order (measured on lavapipe; the GPU order by design,
 # not measured): `python -m vkconvt tune` replaces it with the order measured on the user's device.
 PREFERENCE = {
     "cpu": {"conv_transpose_1d": ("conv_transpose_1d_dw", "conv_transpose_1d_sg", "conv_transpose_1d"),
-            "matmul": ("matmul_sg", "matmul"), "col2im_1d": ("col2im_1d",)},
+            "matmul": ("matmul_sg", "matmul"), "col2im_1d": ("col2im_1d",), "to_float16": ("to_float16",)},
     "gpu": {"conv_transpose_1d": ("conv_transpose_1d_tiled", "conv_transpose_1d"),
-            "matmul": ("matmul_tiled", "matmul"), "col2im_1d": ("col2im_1d",)},
+            "matmul": ("matmul_tiled", "matmul"), "col2im_1d": ("col2im_1d",), "to_float16": ("to_float16",)},
 }
 
 
@@ -120,7 +123,7 @@ def pick(op, choice, local, dev, safe=False):
         spec = kern.spec_for(local, base, dev)
         if spec is not None:
             return name, (kern.safe(spec) if safe and kern.safe else spec)
-    name = fallback(op, KERNELS[choice[op][0][0]].storage)
+    name = fallback(op, KERNELS[choice[op][0][0]].storage) if choice.get(op) else FALLBACK[op]
     return name, tuple(KERNELS[name].defaults[dev.device_class])
 
 

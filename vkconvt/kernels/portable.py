@@ -1,5 +1,7 @@
 """The portable kernels: plain GLSL 4.50, no subgroup operations, no shared memory; correct on any
 Vulkan device, and the fallback for a piece a specialised kernel cannot take."""
+from dataclasses import dataclass
+
 from .base import Kernel, cdiv, phase_constants
 
 GRID = ("grid_x", "grid_y", "grid_z")   # the logical grid (grid-stride dispatch, see common.glsl)
@@ -100,3 +102,23 @@ COL2IM = Kernel(
     defaults={"cpu": (64,), "gpu": (64,)},
     bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
     setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec[0])
+
+
+# ------------------------------------------------------------------------------- to_float16
+@dataclass(frozen=True)
+class PackLocal:
+    """n floats of the output buffer rounded to packed halves."""
+    n: int
+
+
+def to_float16_setup(loc, spec):
+    (wg,) = spec
+    return (cdiv(cdiv(loc.n, 4), wg), 1, 1), dict(n=loc.n)
+
+
+TO_FLOAT16 = Kernel(
+    name="to_float16", op="to_float16",
+    summary="a float16 call's output rounded once to packed halves on the device (4 per invocation)",
+    push=("n",) + GRID, spec=("wg",), defaults={"cpu": (256,), "gpu": (256,)},
+    bindings=(("src", "(n,)"), ("dst", "(n,) as halves")),
+    setup=to_float16_setup, work=lambda loc, spec, grid: {"out": float(loc.n)}, invocations=lambda spec: spec[0])
