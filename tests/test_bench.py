@@ -57,3 +57,26 @@ def test_bench_quick(tmp_path):
     assert "| model" in summary and "auto against the faster algorithm" in summary
     assert "speed targets" in summary and "per-call overhead" in summary
     assert meta["torch_process"], "PyTorch must be timed in a process of its own"
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"Vulkan backend unavailable: {REASON}")
+@pytest.mark.parametrize("suite", ["float16", "activations"])
+def test_bench_float16_and_activation_suites(tmp_path, suite):
+    """The issue-13 suites on one small model layer: every result checked, the float16 gemm's
+    column buffer half the float32 one, the summary table present."""
+    proc = subprocess.run([sys.executable, "-m", "vkconvt", "bench", suite, "--models", "kokoro_82m_prosody",
+                           "--budget", "0.05", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    assert records and all(r["status"] == "ok" and r["runs"] >= 2 for r in records), records
+    by = {r["impl"]: r for r in records}
+    summary = (tmp_path / "summary.md").read_text()
+    if suite == "float16":
+        assert set(by) == {"vkconvt-direct", "vkconvt-gemm", "vkconvt-direct-f16", "vkconvt-gemm-f16"}
+        assert 2 * by["vkconvt-gemm-f16"]["workspace_bytes"] == by["vkconvt-gemm"]["workspace_bytes"] > 0
+        assert by["vkconvt-gemm-f16"]["peak_bytes"] < by["vkconvt-gemm"]["peak_bytes"]
+        assert "float16 storage against float32" in summary
+    else:
+        assert {"vkconvt-fused", "vkconvt-plain", "separate-numpy", "torch-passes"} <= set(by)
+        assert by["vkconvt-fused"]["chosen"] == "fused" and by["separate-numpy"]["nmse"] <= 1e-7
+        assert "fused activations against separate passes" in summary

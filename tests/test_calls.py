@@ -71,3 +71,36 @@ def test_layers_sharing_buffers_never_see_each_others_weights():
             assert_close(layer(X), ref)
             assert_close(vkconvt.conv_transpose1d(X, W, stride=2, backend="vulkan"),
                          vkconvt.conv_transpose1d(X, W, stride=2, backend="numpy"))
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_repeated_calls_keep_dtype_and_storage_apart(backend):
+    """Same shapes, other dtypes or storage: each repeated call (served by the call cache from the
+    second on) returns its own dtype and its own rounding."""
+    b = np.linspace(-1, 1, 3, dtype=np.float32)
+    variants = [(X, W, b, {}, np.float32), (X.astype(np.float16), W.astype(np.float16), b.astype(np.float16), {},
+                                              np.float16),
+                (X, W, b, {"storage": "float16"}, np.float32), (X.astype(np.float16), W, b, {}, np.float16),
+                (X, W.astype(np.float16), None, {}, np.float32)]
+    for _ in range(3):
+        for x, w, bias, kw, dtype in variants:
+            out = vkconvt.conv_transpose1d(x, w, bias, stride=2, padding=1, backend=backend, **kw)
+            half = dtype == np.float16 or kw
+            r16 = lambda a: None if a is None else a.astype(np.float16 if half else np.float32).astype(np.float32)  # noqa: E731
+            ref = vkconvt.conv_transpose1d(r16(x), r16(w), None if bias is None else bias.astype(np.float32),
+                                           stride=2, padding=1, backend="numpy")
+            assert out.dtype == dtype
+            assert_close(out.astype(np.float32), ref, tol=1e-6 if half else 1e-7)
+
+
+@needs_vulkan
+def test_a_float16_layer_repeats_through_the_cache():
+    layer = vkconvt.ConvTranspose1d(W.astype(np.float16), stride=2, backend="vulkan")
+    ref = vkconvt.conv_transpose1d(X.astype(np.float16), W.astype(np.float16), stride=2, backend="numpy")
+    outs = [layer(X.astype(np.float16)) for _ in range(3)]
+    assert len(layer._calls) == 1
+    for out in outs:
+        assert out.dtype == np.float16
+        np.testing.assert_array_equal(out, outs[0])
+        assert_close(out.astype(np.float32), ref.astype(np.float32), tol=1e-6)
+    assert layer(X).dtype == np.float32

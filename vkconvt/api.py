@@ -52,8 +52,10 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         max_workspace_bytes, act)
     hit = calls.get(sig)
     if hit is not None:                  # a call exactly like an earlier valid one: validated then
-        run, batched, storage = hit
-        out = run(to_storage(x if batched else x[None], storage), Weights(to_storage(weight, storage), bias))
+        run, batched, storage, half = hit
+        bias = bias if bias is None or bias.dtype == np.float32 else bias.astype(np.float32)
+        out = run(stored(x if batched else x[None], storage), Weights(stored(weight, storage), bias))
+        out = to_float16(out) if half else out
         return out if batched else out[0]
     check_algorithm(algorithm)
     dtype = input_dtype(x)
@@ -65,9 +67,17 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
     out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
                         max_workspace_bytes)
-    calls.put(sig, (run, batched, storage), p)
+    calls.put(sig, (run, batched, storage, dtype == F16), p)
     out = out if dtype != F16 else to_float16(out)
     return out if batched else out[0]
+
+
+def stored(arr, storage):
+    """A cached call's array as its first, validated call handed it on: float16 for float16
+    storage, else float32."""
+    if storage == "float16":
+        return to_storage(arr, storage)
+    return arr if arr.dtype == np.float32 else arr.astype(np.float32)
 
 
 def to_float16(out):
@@ -139,8 +149,9 @@ class ConvTranspose1d:
                               self.backend, self.device, self.max_workspace_bytes, self.epi)
         hit = self._calls.get(sig) if sig is not None else None
         if hit is not None:
-            run, batched = hit
-            out = run(to_storage(x if batched else x[None], self.storage), self.weights)
+            run, batched, half = hit
+            out = run(stored(x if batched else x[None], self.storage), self.weights)
+            out = to_float16(out) if half else out
             return out if batched else out[0]
         dtype = input_dtype(x)
         x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper,
@@ -151,7 +162,7 @@ class ConvTranspose1d:
         if sig is not None and calls.cacheable(p):
             if len(self._calls) >= 8:
                 self._calls.clear()
-            self._calls[sig] = (run, batched)
+            self._calls[sig] = (run, batched, dtype == F16)
         out = out if dtype != F16 else to_float16(out)
         return out if batched else out[0]
 

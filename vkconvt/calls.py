@@ -1,7 +1,7 @@
 """The call cache: a repeated call, exactly like an earlier valid one, skips validation and planning.
 
 A call's signature holds everything its validation and plan depend on: the arrays' types, dtypes,
-shapes and contiguity (float32 C-contiguous NumPy arrays only), the hyper-parameters with their
+shapes and contiguity (float32 or float16 C-contiguous NumPy arrays only), the hyper-parameters with their
 types (so 2.0 never passes for 2), the algorithm, backend, device and budget arguments, the
 environment variables the planner reads and the settings generation (env.generation(): bumped
 by a new budget, cost model, or backend limit or kernel choice). Anything else (lists, tensors,
@@ -14,13 +14,14 @@ import numpy as np
 from . import env
 
 F32 = np.dtype(np.float32)
+F16 = np.dtype(np.float16)
 MAX_ENTRIES = 256
 MAX_OUT_BYTES = 1 << 28          # larger outputs take the full path (its host-memory check)
 _entries = {}
 
 
 def _array(a):
-    return type(a) is np.ndarray and a.dtype == F32 and a.flags.c_contiguous
+    return type(a) is np.ndarray and (a.dtype == F32 or a.dtype == F16) and a.flags.c_contiguous
 
 
 def signature(x, weight, bias, hyper, algorithm, backend, device, budget, extra=()):
@@ -39,7 +40,8 @@ def signature(x, weight, bias, hyper, algorithm, backend, device, budget, extra=
         hash(extra)
     except TypeError:
         return None
-    return (x.shape, weight.shape, None if bias is None else bias.shape, hyper, algorithm, backend,
+    return (x.shape, weight.shape, None if bias is None else bias.shape, x.dtype.char, weight.dtype.char,
+            None if bias is None else bias.dtype.char, hyper, algorithm, backend,
             type(device), device, type(budget), budget, extra, env.plan_snapshot(), env.generation())
 
 

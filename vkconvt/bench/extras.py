@@ -68,7 +68,7 @@ def leaky_np(x):
 
 def activation_case(case, args, be, worker):
     """Records: vkconvt-fused (leaky ReLU in, Snake out, in the kernels), vkconvt-plain (the layer
-    alone), separate-numpy (NumPy passes around the plain layer) and separate-torch (the plain
+    alone, on an input already leaky-ReLU'd), separate-numpy (NumPy passes around the plain layer) and separate-torch (the plain
     layer plus PyTorch's passes, timed in its worker)."""
     (x, w, b), flops, tag = case.build(case.batch or args.batch, seed=case.x)
     h = case.hyper()
@@ -78,7 +78,8 @@ def activation_case(case, args, be, worker):
     ref = vkconvt.conv_transpose1d(x, w, b, *h, backend="numpy", **act).astype(np.float64)
     layer = vkconvt.ConvTranspose1d(w, b, *h, backend="vulkan", device=args.device, **act)
     plain = vkconvt.ConvTranspose1d(w, b, *h, backend="vulkan", device=args.device)
-    impls = [("vkconvt-fused", lambda: layer(x)), ("vkconvt-plain", lambda: plain(leaky_np(x))),
+    xl = leaky_np(x)
+    impls = [("vkconvt-fused", lambda: layer(x)), ("vkconvt-plain", lambda: plain(xl)),
              ("separate-numpy", lambda: snake_np(plain(leaky_np(x)), alpha))]
     records, runs = [], []
     for name, run in impls:
@@ -99,7 +100,7 @@ def activation_case(case, args, be, worker):
         for (rec, _), ts in zip(runs, timing.interleaved([r for _, r in runs], args.budget, 3, MAX_RUNS)):
             _fill(rec, ts)
     if worker is not None:
-        y = plain(leaky_np(x))
+        y = plain(xl)
         rec = dict(impl="torch-passes", library="torch", device="cpu", algorithm="leaky_relu + snake", status="ok",
                    tag=tag)
         timing.settle()
