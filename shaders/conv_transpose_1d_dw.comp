@@ -110,6 +110,7 @@ void group(uvec3 G) {
     const uint xrow = (n * pc.G + cl) * pc.ldx + pc.xoff;
     const uint orow = (n * pc.G + cl) * pc.tw;
     const float b = pc.has_bias != 0u ? bias[cl] : 0.0;
+    const vec2 ab = act_coef(cl, pc.G);
     const int pad = int(pc.pad);
     const int lw = int(pc.lw);
 
@@ -144,7 +145,7 @@ void group(uvec3 G) {
                             a += prod;
                         }
                     }
-                    o[p * S + ph] = act_out(a, cl, pc.G);
+                    o[p * S + ph] = act_apply(a, ab);
                 }
             }
             if (live) {
@@ -185,7 +186,7 @@ void group(uvec3 G) {
                         a += act_in(LD_x(uint(int(xrow) + m0 - t * Dp))) * LD_w(cl * pc.KP + uint(q0 + t * Pq));
                 }
             }
-            if (live) outp[orow + uint(i)] = act_out(a, cl, pc.G);
+            if (live) outp[orow + uint(i)] = act_apply(a, ab);
         }
     }
 }

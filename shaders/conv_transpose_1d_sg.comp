@@ -238,10 +238,11 @@ void group(uvec3 G) {
             const uint o = o0 + 4u * (lane + WG * v) + c;
             if (o >= pc.cog) continue;
             const float b = pc.has_bias != 0u ? bias[g * pc.cog + o] : 0.0;
+            const vec2 ab = act_coef(g * pc.cog + o, pc.G * pc.cog);
             const uint orow = (obase + o) * pc.tw;
             [[unroll]] for (uint k = 0u; k < J; ++k) {
                 if (k0 + int(k) >= kend) break;
-                outp[orow + uint(i0 + s * (k0 + int(k)))] = act_out(acc[k][v][c] + b, g * pc.cog + o, pc.G * pc.cog);
+                outp[orow + uint(i0 + s * (k0 + int(k)))] = act_apply(acc[k][v][c] + b, ab);
             }
         }
     }

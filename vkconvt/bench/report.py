@@ -277,11 +277,11 @@ def activation_table(records):
         rows.append([model, str(len(layers)), fmt(fused), fmt(plain), fmt(sep_np), fmt(sep_t), _ratio(sep_np, fused),
                      _ratio(sep_t, fused), f"{n_fused}/{len(layers)}"])
     note = ("Times per forward pass. fused: leaky ReLU (slope 0.1) on the input as it is loaded and Snake (random "
-            "per-channel alpha) on the output in the kernel that writes it; plain: the layer alone (its input already "
-            "leaky-ReLU'd, no activation); separate: the plain layer with both activations as passes of their own, in NumPy (timed here) "
-            "or in PyTorch (its passes timed in its worker process, added to the plain layer's time). Ratios above 1: "
-            "fusing is faster. 'fused in the kernels': layers whose schedule applies the activation in the kernel "
-            "(the others apply it on the host after accumulating chunks).")
+            "per-channel alpha) on the output in the kernel that writes it; plain: the layer alone (its input "
+            "already leaky-ReLU'd, no activation); separate: the plain layer with both activations as passes of "
+            "their own, in NumPy (timed here) or in PyTorch (its passes timed in its worker process, added to the "
+            "plain layer's time). Ratios above 1: fusing is faster. 'fused in the kernels': layers whose schedule "
+            "applies the activation in the kernel (the others apply it on the host after accumulating chunks).")
     return "fused activations against separate passes", head, rows, note
 
 
