@@ -19,6 +19,25 @@ TOL16 = 1e-6        # normalised MSE of a float16 result (tests/cases.py TOL["fl
 SLOPE = 0.1         # HiFi-GAN's LRELU_SLOPE
 
 
+def _check(rec, run, first, ref, tol, records, runs):
+    """The warm-up call first() judged against ref (None: not compared); a good one joins runs."""
+    try:
+        _judge(rec, first().astype(np.float64), ref, tol)
+    except Exception as exc:  # one failing layer must not stop the run
+        rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    records.append(rec)
+    if rec["status"] == "ok":
+        runs.append((rec, run))
+
+
+def _time(runs, budget):
+    """[(record, run)] timed interleaved, after the CPU libraries' threads have parked."""
+    timing.settle()
+    if runs:
+        for (rec, _), ts in zip(runs, timing.interleaved([r for _, r in runs], budget, 3, MAX_RUNS)):
+            _fill(rec, ts)
+
+
 def _vulkan(be, rec, run):
     be.dev.clear()
     be.dev.reset_peak()
@@ -42,18 +61,8 @@ def float16_case(case, args, be):
                                                                        device=args.device))
             rec = dict(impl=f"vkconvt-{algo}{suffix}", library="vkconvt", device=be.dev.info.name,
                        algorithm=algo + (" float16" if suffix else " float32"), status="ok", tag=tag, flops=flops)
-            try:
-                out = _vulkan(be, rec, run)
-                _judge(rec, out.astype(np.float64), r, tol)
-            except Exception as exc:  # one failing layer must not stop the run
-                rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
-            records.append(rec)
-            if rec["status"] == "ok":
-                runs.append((rec, run))
-    timing.settle()
-    if runs:
-        for (rec, _), ts in zip(runs, timing.interleaved([r for _, r in runs], args.budget, 3, MAX_RUNS)):
-            _fill(rec, ts)
+            _check(rec, run, lambda: _vulkan(be, rec, run), r, tol, records, runs)
+    _time(runs, args.budget)
     return records
 
 
@@ -85,20 +94,13 @@ def activation_case(case, args, be, worker):
     for name, run in impls:
         rec = dict(impl=name, library="vkconvt", device=be.dev.info.name, algorithm="auto", status="ok", tag=tag,
                    flops=flops)
-        try:
+        def first(rec=rec, run=run, name=name):
             out = run()
             if name == "vkconvt-fused":
                 rec["chosen"] = "fused" if be.last_run.schedule.fused else "host"
-            _judge(rec, out.astype(np.float64), ref if name != "vkconvt-plain" else None, TOL)
-        except Exception as exc:  # one failing layer must not stop the run
-            rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        records.append(rec)
-        if rec["status"] == "ok":
-            runs.append((rec, run))
-    timing.settle()
-    if runs:
-        for (rec, _), ts in zip(runs, timing.interleaved([r for _, r in runs], args.budget, 3, MAX_RUNS)):
-            _fill(rec, ts)
+            return out
+        _check(rec, run, first, ref if name != "vkconvt-plain" else None, TOL, records, runs)
+    _time(runs, args.budget)
     if worker is not None:
         y = plain(xl)
         rec = dict(impl="torch-passes", library="torch", device="cpu", algorithm="leaky_relu + snake", status="ok",

@@ -17,6 +17,19 @@ from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, 
 MIN_WORKGROUPS = {"large": 256, "small": 32}      # enough tiles to fill ~100 / ~8 compute units
 
 
+
+def shrink_to_fit(sp, shared, dev, order):
+    """Halve spec entries (index, floor) in `order`, one at a time, until shared(sp) fits the
+    device's shared memory; None when nothing is left to halve."""
+    while shared(sp) > dev.max_shared_bytes:
+        for i, low in order:
+            if sp[i] > low:
+                sp[i] //= 2
+                break
+        else:
+            return None
+    return tuple(sp)
+
 def _profile(dev):
     """'large' (discrete NVIDIA/AMD, Intel Xe: >= 48 KiB shared, >= 1024 invocations) or 'small'."""
     return "large" if dev.max_shared_bytes >= 48 * 1024 and dev.max_invocations >= 1024 else "small"
@@ -85,14 +98,7 @@ def conv_choose(loc, spec, dev):
         else:
             break
     # halve, in this order: BT, BC (down to 4), TN, TM4, WG_X, BC (down to 1), WG_Y
-    while conv_shared(sp) > dev.max_shared_bytes:
-        for i, low in ((4, 1), (5, 4), (3, 1), (2, 1), (0, 1), (5, 1), (1, 1)):
-            if sp[i] > low:
-                sp[i] //= 2
-                break
-        else:
-            return None
-    return tuple(sp)
+    return shrink_to_fit(sp, conv_shared, dev, ((4, 1), (5, 4), (3, 1), (2, 1), (0, 1), (5, 1), (1, 1)))
 
 
 def conv_setup(loc, spec):
@@ -168,14 +174,7 @@ def matmul_choose(loc, spec, dev):
             sp[0] //= 2
         else:
             break
-    while matmul_shared(sp) > dev.max_shared_bytes:
-        for i, low in ((4, 8), (2, 1), (3, 1), (4, 4), (1, 1), (0, 1)):
-            if sp[i] > low:
-                sp[i] //= 2
-                break
-        else:
-            return None
-    return tuple(sp)
+    return shrink_to_fit(sp, matmul_shared, dev, ((4, 8), (2, 1), (3, 1), (4, 4), (1, 1), (0, 1)))
 
 
 def matmul_tiled_setup(loc, spec):
