@@ -3,12 +3,14 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from vkconvt import backends
 
 REASON = backends.vulkan_reason()
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 META_KEYS = {"device", "device_type", "driver_name", "driver_info", "vulkan_api_version", "cpu_model", "cpu_count",
              "versions", "git_commit", "date", "command", "validation_layer", "suite", "batch"}
 RECORD_KEYS = {"suite", "kind", "group", "case", "tag", "flops", "impl", "algorithm", "status", "error", "nmse",
@@ -80,3 +82,16 @@ def test_bench_float16_and_activation_suites(tmp_path, suite):
         assert {"vkconvt-fused", "vkconvt-plain", "separate-numpy", "torch-passes"} <= set(by)
         assert by["vkconvt-fused"]["chosen"] == "fused" and by["separate-numpy"]["nmse"] <= 1e-7
         assert "fused activations against separate passes" in summary
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"Vulkan backend unavailable: {REASON}")
+def test_lavapipe_ceiling_probe():
+    """scripts/lavapipe_ceiling.py: every probe shader's result matches its closed form (it exits
+    non-zero otherwise) and each configuration reports a positive rate beside NumPy's."""
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "lavapipe_ceiling.py")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    rows = [ln for ln in proc.stdout.splitlines() if "vec4 accumulators" in ln]
+    assert len(rows) == 5, proc.stdout
+    for ln in rows + [ln for ln in proc.stdout.splitlines() if ln.startswith("NumPy 1024^3")]:
+        rates = [float(tok) for tok in ln.replace("(", " ").split() if tok.replace(".", "", 1).isdigit()]
+        assert rates and all(r > 0 for r in rates), ln
