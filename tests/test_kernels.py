@@ -6,9 +6,11 @@ import glob
 import os
 import re
 
+import numpy as np
 import pytest
 
 from vkconvt import kernels
+from vkconvt.kernels import cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = {os.path.splitext(os.path.basename(p))[0]: p for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp"))}
@@ -96,3 +98,31 @@ def test_pack_checks_names_and_ranges():
     fields["C"] = 1 << 32
     with pytest.raises(OverflowError):
         kernels.pack("col2im_1d", **fields)
+
+
+@pytest.mark.parametrize("ci_dim, dtype", [(16, np.float32), (33, np.float32), (100, np.float16), (257, np.float32)])
+def test_weight_repack_in_two_threads_equals_one(monkeypatch, ci_dim, dtype):
+    """A large one-off weight is repacked by two threads (half the input channels each); the
+    result is the one-thread repack's, into float32 and float16 buffers, for channel counts that
+    are and are not multiples of the 16-channel blocks."""
+    rng = np.random.default_rng(ci_dim)
+    w = rng.standard_normal((2, ci_dim, 5, 3), dtype=np.float32)
+    want = np.zeros((2, 3, ci_dim, 8), dtype)
+    monkeypatch.setattr(cpu, "PARALLEL_FLOATS", 1 << 62)
+    cpu._blocked_transpose(want, w, ci_dim)
+    got = np.zeros_like(want)
+    monkeypatch.setattr(cpu, "PARALLEL_FLOATS", 1)
+    monkeypatch.setattr(cpu, "CPUS", 2)
+    cpu._blocked_transpose(got, w, ci_dim)
+    assert np.array_equal(got, want)
+    assert np.array_equal(got[..., :5], w.transpose(0, 3, 1, 2).astype(dtype))
+
+
+def test_weight_repack_error_in_the_second_thread_is_raised(monkeypatch):
+    """An error in the helper thread's half (here a destination too short for it) reaches the caller."""
+    monkeypatch.setattr(cpu, "PARALLEL_FLOATS", 1)
+    monkeypatch.setattr(cpu, "CPUS", 2)
+    w = np.ones((1, 64, 4, 2), np.float32)
+    short = np.zeros((1, 2, 40, 4), np.float32)       # channels 40..63 (the second half) do not fit
+    with pytest.raises(ValueError):
+        cpu._blocked_transpose(short, w, 64)
