@@ -239,10 +239,16 @@ void group(uvec3 G) {
             if (o >= pc.cog) continue;
             const float b = pc.has_bias != 0u ? bias[g * pc.cog + o] : 0.0;
             const vec2 ab = act_coef(g * pc.cog + o, pc.G * pc.cog);
-            const uint orow = (obase + o) * pc.tw;
-            [[unroll]] for (uint k = 0u; k < J; ++k) {
-                if (k0 + int(k) >= kend) break;
-                outp[orow + uint(i0 + s * (k0 + int(k)))] = act_apply(acc[k][v][c] + b, ab);
+            const uint ofirst = (obase + o) * pc.tw + uint(i0 + s * k0);
+            // a whole block with no activation stores without a branch per output (each branch
+            // costs llvmpipe a mask test: on small layers this loop is a good part of the time)
+            if (k0 + int(J) <= kend && pc.act == 0u) {
+                [[unroll]] for (uint k = 0u; k < J; ++k) outp[ofirst + pc.s * k] = acc[k][v][c] + b;
+            } else {
+                [[unroll]] for (uint k = 0u; k < J; ++k) {
+                    if (k0 + int(k) >= kend) break;
+                    outp[ofirst + pc.s * k] = act_apply(acc[k][v][c] + b, ab);
+                }
             }
         }
     }
