@@ -13,12 +13,13 @@ in the first tensor's floating dtype (vkconvt/interop.py; torch is never importe
 """
 import dataclasses
 
-from . import activations, backends, calls, planner
-from .interop import tensor_io
 import numpy as np
 
-from .params import (Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
-                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, to_storage)
+from . import activations, backends, calls, planner
+from .interop import tensor_io
+from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_conv_args,
+                     check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype, output_length,
+                     to_storage)
 
 F16 = np.dtype(np.float16)
 
@@ -54,9 +55,8 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if hit is not None:                  # a call exactly like an earlier valid one: validated then
         run, batched, storage, half = hit
         bias = bias if bias is None or bias.dtype == np.float32 else bias.astype(np.float32)
-        out = run(stored(x if batched else x[None], storage), Weights(stored(weight, storage), bias))
-        out = to_float16(out) if half else out
-        return out if batched else out[0]
+        return result(run(stored(x if batched else x[None], storage), Weights(stored(weight, storage), bias)),
+                      batched, half)
     check_algorithm(algorithm)
     dtype = input_dtype(x)
     storage = check_storage(storage, dtype)
@@ -68,8 +68,7 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
                         max_workspace_bytes)
     calls.put(sig, (run, batched, storage, dtype == F16), p)
-    out = out if dtype != F16 else to_float16(out)
-    return out if batched else out[0]
+    return result(out, batched, dtype == F16)
 
 
 def stored(arr, storage):
@@ -78,6 +77,13 @@ def stored(arr, storage):
     if storage == "float16":
         return to_storage(arr, storage)
     return arr if arr.dtype == np.float32 else arr.astype(np.float32)
+
+
+def result(out, batched, half):
+    """A computed call's result as the caller gets it: rounded to float16 for a float16 x, without
+    the batch axis for an unbatched x."""
+    out = to_float16(out) if half else out
+    return out if batched else out[0]
 
 
 def to_float16(out):
@@ -150,9 +156,7 @@ class ConvTranspose1d:
         hit = self._calls.get(sig) if sig is not None else None
         if hit is not None:
             run, batched, half = hit
-            out = run(stored(x if batched else x[None], self.storage), self.weights)
-            out = to_float16(out) if half else out
-            return out if batched else out[0]
+            return result(run(stored(x if batched else x[None], self.storage), self.weights), batched, half)
         dtype = input_dtype(x)
         x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper,
                                               storage=self.storage)
@@ -163,8 +167,7 @@ class ConvTranspose1d:
             if len(self._calls) >= 8:
                 self._calls.clear()
             self._calls[sig] = (run, batched, dtype == F16)
-        out = out if dtype != F16 else to_float16(out)
-        return out if batched else out[0]
+        return result(out, batched, dtype == F16)
 
 
 @tensor_io("a", "b")
@@ -185,7 +188,7 @@ def matmul(a, b, *, backend=None, device=None):
         if 0 in arr.shape:
             raise ValueError(f"{nm} has an empty dimension: shape {arr.shape}")
     batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
-    check_host_memory("the result of matmul", 4 * batch * a.shape[-2] * b.shape[-1])
+    check_host_memory("the result of matmul", FLOAT_BYTES * batch * a.shape[-2] * b.shape[-1])
     return backends.get(backend, device=device).matmul(a, b)
 
 
@@ -216,6 +219,6 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
         bias = as_float32("bias", bias)
         if bias.ndim != 1 or bias.shape != (c,):
             raise ValueError(f"bias must have shape (C,) = ({c},); got shape {bias.shape}")
-    check_host_memory(f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})", 4 * n * c * l_out)
+    check_host_memory(f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})", FLOAT_BYTES * n * c * l_out)
     out = backends.get(backend, device=device).col2im_1d(col4, stride, padding, dilation, output_padding, bias)
     return out if batched else out[0]

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 from . import backends, costmodel, env, kernels, schedule
 from .errors import DeviceOutOfMemory, WorkspaceTooSmall
-from .params import ConvParams, check_algorithm, check_storage, params_from_shapes
+from .params import FLOAT_BYTES, ConvParams, check_algorithm, check_storage, params_from_shapes
 
 _global_budget = None
 # auto picks gemm only when it is predicted at least this much faster than the alternatives: direct
@@ -105,7 +105,7 @@ class ConvPlan:
             return
         p = self.params
         cap = self.max_workspace_bytes // 4
-        while self.algorithm == "gemm" and cap >= 4 * p.k * 64:
+        while self.algorithm == "gemm" and cap >= FLOAT_BYTES * p.k * 64:   # 64 columns at least
             yield schedule.schedule_conv(p, "gemm", self.limits, cap, self.choice, safe=safe)
             cap //= 4
         if self.algorithm != "direct":

@@ -40,6 +40,18 @@ def unavailable_reason():
     return "; ".join(problems) if problems else None
 
 
+def _setting(attr, convert, doc):
+    """A backend setting that plans depend on: stored converted in `attr`; setting it bumps the
+    settings generation (env.bump_generation), so no cached call made under the old value is reused."""
+    def get(self):
+        return getattr(self, attr)
+
+    def put(self, value):
+        setattr(self, attr, convert(value))
+        env.bump_generation()
+    return property(get, put, doc=doc)
+
+
 @dataclass
 class Recording:
     """A schedule recorded on a device: its buffers by role and one kp sequence per dispatch of
@@ -99,38 +111,13 @@ class VulkanBackend:
                 choice[op] = tuple(dict.fromkeys(keep + kernels.only(kernels.FALLBACK[op], self.device_class)))
         return choice
 
-    # Settings plans depend on: setting one bumps the settings generation, so no cached call
-    # made under the old value is reused.
-    @property
-    def choice(self):
-        """{op: ((kernel name, spec), ...)}: the kernels each op tries, in order (read-only; assign a
-        new dict)."""
-        return self._choice
-
-    @choice.setter
-    def choice(self, value):
-        self._choice = MappingProxyType(dict(value))
-        env.bump_generation()
-
-    @property
-    def max_buffer_bytes(self):
-        """The largest buffer a plan may use: the device's maxStorageBufferRange (tests lower it)."""
-        return self._max_buffer_bytes
-
-    @max_buffer_bytes.setter
-    def max_buffer_bytes(self, value):
-        self._max_buffer_bytes = int(value)
-        env.bump_generation()
-
-    @property
-    def collect_timestamps(self):
-        """Record device timestamps (the benchmark's device times)."""
-        return self._collect_timestamps
-
-    @collect_timestamps.setter
-    def collect_timestamps(self, value):
-        self._collect_timestamps = bool(value)
-        env.bump_generation()
+    choice = _setting("_choice", lambda value: MappingProxyType(dict(value)),
+                      "{op: ((kernel name, spec), ...)}: the kernels each op tries, in order (read-only; "
+                      "assign a new dict).")
+    max_buffer_bytes = _setting("_max_buffer_bytes", int, "The largest buffer a plan may use: the device's "
+                                "maxStorageBufferRange (tests lower it).")
+    collect_timestamps = _setting("_collect_timestamps", bool,
+                                  "Record device timestamps (the benchmark's device times).")
 
     @property
     def dev(self):
