@@ -15,19 +15,9 @@ Refused, with errors that name the parameter:
     forward pass only, and a result without a gradient would be silently wrong for training;
   * a PyTorch device given as device= (ValueError): device= names the Vulkan device.
 
-Wiring into vkconvt/api.py (decorate the public functions; the signatures stay the same):
-
-    from .interop import tensor_io
-
-    @tensor_io("x", "weight", "bias")              # on def conv_transpose1d(...)
-    @tensor_io("a", "b")                           # on def matmul(...)
-    @tensor_io("col", "bias")                      # on def col2im_1d(...)
-    # in class ConvTranspose1d:
-    @tensor_io("weight", "bias", wrap_result=False)  # on def __init__(self, weight, bias=None, ...)
-    @tensor_io("x")                                # on def __call__(self, x)
-
-Each decorated function gets the attribute __vkconvt_tensor_io__ = True (the tests of the
-tensor-in/tensor-out public API run once it is there).
+vkconvt/api.py wraps every public entry point with tensor_io (conv_transpose1d, matmul,
+col2im_1d, ConvTranspose1d.__init__ and __call__); each wrapped function carries the attribute
+__vkconvt_tensor_io__ = True, which the tests check on all of them.
 """
 import functools
 import inspect
