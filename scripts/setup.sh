@@ -3,8 +3,8 @@
 #   * Debian packages: Vulkan loader + headers, glslang, spirv-tools, validation layer, Mesa's
 #     lavapipe (from bookworm-backports on bookworm: Mesa 25 runs compute 2-6x faster than 22.3),
 #     and what Kompute's sdist needs to build (cmake, g++, libfmt-dev, pybind11-dev).
-#   * A virtual environment in $VKCONVT_VENV (default: <repo>/.venv) with numpy<2, Kompute
-#     kp==0.9.0 built once from its sdist (the wheel is cached in $VKCONVT_CACHE/wheels), and
+#   * A virtual environment in $VKCONVT_VENV (default: <repo>/.venv) with NumPy (1 or 2), Kompute
+#     kp==0.9.0 built once from its sdist with vkconvt's patch (the wheel is cached in $VKCONVT_CACHE/wheels), and
 #     vkconvt itself installed editable (its build hook compiles shaders/ to SPIR-V).
 #   * With --test: the test and benchmark dependencies too (pytest, torch CPU, tqdm, matplotlib).
 # A second run on a set-up machine returns within seconds (stamp file keyed by this script's inputs).
@@ -27,7 +27,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---------------------------------------------------------------- Debian packages
 debs=(glslang-tools spirv-tools mesa-vulkan-drivers libvulkan-dev libvulkan1 vulkan-tools
-      vulkan-validationlayers libfmt-dev pybind11-dev cmake g++ python3-venv python3-dev)
+      vulkan-validationlayers libfmt-dev cmake g++ patch python3-venv python3-dev)
 
 missing_debs() {
   local p
@@ -93,7 +93,7 @@ if [ -n "${need// /}" ] || { [ "$codename" = bookworm ] && mesa_is_old; }; then
 fi
 
 # ---------------------------------------------------------------- virtual environment
-stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" | sha256sum | cut -c1-16)"
+stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" "$here/scripts/kp/"*.patch | sha256sum | cut -c1-16)"
 stamp="$venv/.vkconvt-setup-$stamp_key-test$with_test"
 if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; }; then
   exit 0    # already set up by this version of the script (a --test set-up covers the plain one)
@@ -104,35 +104,38 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
-"${pip[@]}" 'numpy<2' 'hatchling>=1.18' editables wheel
+"${pip[@]}" 'numpy>=1.22' 'hatchling>=1.18' editables wheel
 
-# Kompute 0.9.0: sdist only on PyPI. Build it once against Debian's Vulkan, fmt and pybind11, with
-# two patches (the local version label +vkconvt1 names them):
-#   * kp 0.9.0's setup.py glues '-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON' to the next
-#     argument (a missing comma), so CMake never gets PYTHON_EXECUTABLE and may pick another
-#     Python (with pyenv: a python3.6 shim): the comma is restored.
-#   * kp.Manager keeps a reference to every tensor, algorithm and sequence it ever made until its
-#     C++ clear(), which the Python binding does not expose, so a long-running process grows with
-#     every sequence it records: the binding gets Manager.clear() (vkconvt calls it when it has one).
+# Kompute 0.9.0: sdist only on PyPI. Build it once against Debian's Vulkan headers and fmt, with
+# pybind11 2.13 from PyPI (Debian's 2.10 predates NumPy 2: under NumPy 2 its array conversion reads
+# the wrong dtype fields and kp silently computes on zeros), and with vkconvt's patch
+# (scripts/kp/kp-0.9.0-vkconvt.patch; the local version label +vkconvt.<patch hash> names it):
+#   * setup.py: the missing comma (CMake never got PYTHON_EXECUTABLE), no numpy<2 pin, extra CMake
+#     arguments from KOMPUTE_CMAKE_ARGS;
+#   * what one command buffer per call needs: OpGlobalBarrier (a compute/transfer memory barrier),
+#     OpCopyRegions and OpFill (device-side copies and fills), byte-range OpTensorSyncDevice/Local;
+#   * Sequence.eval/eval_await without the GIL, eval_async() really asynchronous, is_done();
+#     timestamp queries reset on every replay;
+#   * kp.set_memory_type_override (vkconvt picks memory types by their flags), Tensor.memory_type_indices;
+#   * Manager.clear() (Kompute otherwise keeps every object it ever made), and Tensor.data() of a
+#     destroyed tensor raises instead of crashing.
 kp_ver=0.9.0
-kp_build="$kp_ver+vkconvt1"
+kp_patch="$here/scripts/kp/kp-$kp_ver-vkconvt.patch"
+kp_build="$kp_ver+vkconvt.$(sha256sum "$kp_patch" | cut -c1-10)"
 wheels="$cache/wheels"
 mkdir -p "$wheels"
 pyver="$("$venv/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 if ! ls "$wheels"/kp-"$kp_build"-"$pyver"-*.whl >/dev/null 2>&1; then
-  log "building kp==$kp_ver from its sdist (about 2 minutes, once; cached in $wheels)"
-  "${pip[@]}" cmake 2>/dev/null || true
+  log "building kp==$kp_ver from its sdist with vkconvt's patch (about 2 minutes, once; cached in $wheels)"
+  "${pip[@]}" cmake 'pybind11==2.13.6' setuptools
   tmp="$(mktemp -d)"
   "$venv/bin/python" -m pip download -q --no-deps --no-binary :all: -d "$tmp" "kp==$kp_ver"
   tar -xzf "$tmp"/kp-$kp_ver.tar.gz -C "$tmp"
   src="$tmp/kp-$kp_ver"
-  sed -i "s/^\( *'-DKOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON'\)\$/\1,/" "$src/setup.py"
+  patch -s -p1 -d "$src" < "$kp_patch" || { log "could not apply $kp_patch to kp's sources"; exit 1; }
   sed -i "s/version='$kp_ver',/version='$kp_build',/" "$src/setup.py"
-  sed -i 's|^\( *\)\.def("destroy", &kp::Manager::destroy, DOC(kp, Manager, destroy))|&\n\1.def("clear", \&kp::Manager::clear, "Forget destroyed tensors, algorithms and sequences")|' \
-    "$src/python/src/main.cpp"
-  grep -q "VERSION_CHECK=ON'," "$src/setup.py" && grep -q "version='$kp_build'" "$src/setup.py" \
-    && grep -q 'def("clear", &kp::Manager::clear' "$src/python/src/main.cpp" \
-    || { log "could not patch kp's sources"; exit 1; }
+  grep -q "version='$kp_build'" "$src/setup.py" || { log "could not set kp's version label"; exit 1; }
+  KOMPUTE_CMAKE_ARGS="-Dpybind11_DIR=$("$venv/bin/python" -m pybind11 --cmakedir)" \
   KOMPUTE_OPT_INSTALL=OFF KOMPUTE_OPT_USE_BUILT_IN_VULKAN_HEADER=OFF \
   KOMPUTE_OPT_USE_BUILT_IN_FMT=OFF KOMPUTE_OPT_USE_BUILT_IN_PYBIND11=OFF \
   KOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
@@ -144,7 +147,7 @@ fi
 
 if [ "$with_test" = 1 ]; then
   # torch is only the independent oracle for tests and the benchmark (CPU build).
-  "${pip[@]}" 'numpy<2' pytest tqdm matplotlib 'torch==2.13.0' ruff
+  "${pip[@]}" pytest tqdm matplotlib 'torch==2.13.0' ruff
 fi
 
 # vkconvt itself, editable: the build hook compiles shaders/*.comp into vkconvt/spv/.
