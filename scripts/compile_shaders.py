@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Compile every shaders/<op>.comp to vkconvt/spv/<op>.spv with glslangValidator, and every line
-of shaders/variants.txt (<kernel> <source>.comp NAME=VALUE...) to vkconvt/spv/<kernel>.spv.
+"""Compile every shaders/<op>.comp to vkconvt/spv/<op>.spv with glslangValidator, and every shader
+that tests VKCONVT_F16 once more, with VKCONVT_F16=1, to vkconvt/spv/<op>_f16.spv (float16 storage).
 
     python scripts/compile_shaders.py            # compile (what the build hook runs)
     python scripts/compile_shaders.py --check    # compile, then validate each module with spirv-val
@@ -8,7 +8,7 @@ of shaders/variants.txt (<kernel> <source>.comp NAME=VALUE...) to vkconvt/spv/<k
 A missing tool, a failed compile or any compiler message (warnings included) is an error.
 Files are written atomically, so a reader never sees half a module. Each run also writes
 manifest.json beside the modules: every module's size and SHA-256, which vkconvt checks before it
-loads a module (vkconvt/shaders.py), so a damaged module is reported, never run.
+loads a module (vkconvt/vulkan/shaders.py), so a damaged module is reported, never run.
 """
 import hashlib
 import json
@@ -84,23 +84,18 @@ def write_manifest(outputs, out_dir, validated):
     return os.path.join(out_dir, "manifest.json")
 
 
-def read_variants(shader_dir=SHADER_DIR):
-    """[(kernel, source path, (NAME=VALUE, ...))] from shaders/variants.txt (# comments)."""
-    path = os.path.join(shader_dir, "variants.txt")
+F16 = "VKCONVT_F16"
+
+
+def float16_twins(shader_dir=SHADER_DIR):
+    """[(kernel, source path, ("VKCONVT_F16=1",))]: the one rule for float16 storage twins. Every
+    shader whose source tests VKCONVT_F16 also compiles, with VKCONVT_F16=1, to <name>_f16.spv
+    (the kernel table derives the same twins: vkconvt/kernels/__init__.py)."""
     out = []
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            words = line.split("#", 1)[0].split()
-            if not words:
-                continue
-            if len(words) < 2 or not words[1].endswith(".comp") or any("=" not in d for d in words[2:]):
-                raise ShaderBuildError(f"{path}:{n}: expected '<kernel> <source>.comp NAME=VALUE...', got {line!r}")
-            src = os.path.join(shader_dir, words[1])
-            if not os.path.exists(src):
-                raise ShaderBuildError(f"{path}:{n}: no shader {words[1]}")
-            out.append((words[0], src, tuple(words[2:])))
+    for src in sorted(glob.glob(os.path.join(shader_dir, "*.comp"))):
+        with open(src) as f:
+            if F16 in f.read():
+                out.append((os.path.splitext(os.path.basename(src))[0] + "_f16", src, (f"{F16}=1",)))
     return out
 
 
@@ -110,7 +105,7 @@ def compile_all(shader_dir=SHADER_DIR, out_dir=OUT_DIR, check=False):
         raise ShaderBuildError(f"no *.comp shaders found in {shader_dir}")
     glslang = _tool("glslangValidator", "GLSLANG_VALIDATOR", "glslang-tools")
     outputs = [compile_one(src, out_dir, glslang) for src in sources]
-    outputs += [compile_one(src, out_dir, glslang, name, defines) for name, src, defines in read_variants(shader_dir)]
+    outputs += [compile_one(src, out_dir, glslang, name, defines) for name, src, defines in float16_twins(shader_dir)]
     if check:
         for spv in outputs:
             validate(spv)

@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vkconvt  # noqa: E402
-from vkconvt import device, timing  # noqa: E402
+from vkconvt import timing
+from vkconvt.vulkan import device  # noqa: E402
 
 SHADER = """#version 450
 #extension GL_EXT_control_flow_attributes : require

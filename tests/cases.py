@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+import vkconvt
 from vkconvt import backends, kernels
 from vkconvt.metrics import nmse
 
@@ -116,14 +117,13 @@ def forced(kernel):
     if kernel is None:
         yield
         return
-    be = backends.get("vulkan")
-    saved = be.choice
-    op = kernels.KERNELS[kernel].op
-    be.choice = dict(saved, **{op: kernels.only(kernel, be.device_class)})
-    try:
+    with vkconvt.settings.override(kernels={kernels.KERNELS[kernel].op: kernel}):
         yield
-    finally:
-        be.choice = saved
+
+
+def kernels_used(runs):
+    """The kernels the schedules of a vkconvt.trace() ran."""
+    return {d.kernel for _, _, sched in runs if sched is not None for st in sched.steps for d in st.dispatches}
 
 
 # Normalised MSE allowed per dtype. float32: accumulation order only. float16 storage: the inputs

@@ -3,6 +3,8 @@ parameters) and the input leaky ReLU, over every backend, algorithm and kernel v
 NumPy reference and, on the reference, against PyTorch (F.leaky_relu, torch.tanh and the Snake
 formulas written in torch here); the paths where the host applies the activation (input-channel
 chunks, column chunks, empty windows); the layer and the PyTorch module; bad arguments."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -76,24 +78,20 @@ def test_every_variant(case, act, backend, algorithm, kernel):
 def test_where_the_host_applies_the_activation(how, act):
     """Pieces that add up on the host (input-channel chunks), gemm column chunks and windows no input
     reaches cannot fuse the activation into a kernel: the host applies it, and the answer is the same."""
-    be = backends.get("vulkan")
-    saved = be.max_buffer_bytes
     case = {"input-channel chunks": Case(n=2, c_in=64, c_out=6, l=30, k=8, stride=4, padding=1, bias=True),
             "column chunks": Case(c_in=8, c_out=6, l=300, k=7, stride=3, padding=2, bias=True),
             "empty windows": Case(c_in=2, c_out=3, l=3, k=2, stride=4096, bias=True)}[how]
     x, w, b = case.inputs()
     kw = act_kwargs(act, case.c_out)
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy", **kw)
-    try:
-        if how != "column chunks":
-            be.max_buffer_bytes = 1024          # chunks of input channels, or many output windows
-        budget = 4096 if how == "column chunks" else None
-        algorithm = "direct" if how != "column chunks" else "gemm"
+    # chunks of input channels, or many output windows
+    limit = vkconvt.settings.override(max_buffer_bytes=1024) if how != "column chunks" else contextlib.nullcontext()
+    budget = 4096 if how == "column chunks" else None
+    algorithm = "direct" if how != "column chunks" else "gemm"
+    with limit, vkconvt.trace() as runs:
         out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend="vulkan",
                                        max_workspace_bytes=budget, **kw)
-        assert not be.last_run.schedule.fused
-    finally:
-        be.max_buffer_bytes = saved
+    assert not runs[-1][2].info["fused"]
     assert_close(out, ref)
 
 

@@ -1,8 +1,10 @@
 """The house rules, checked: a cold call schedules once (and a warm one not at all), the cost
 model's estimate from classes of pieces equals the count over every piece, modules stay small,
-and imports only point down the layers (cli -> api -> planner -> backends -> schedule/device ->
-params/env)."""
+imports only point down the layers (cli -> api -> calls -> planner -> backends -> profile/ops ->
+schedule/vulkan -> kernels/params -> env), and an op declared here, in a test file, plans,
+explains and runs through the generic layers without touching them (tests/toy_op.py)."""
 import ast
+import shutil
 import glob
 import os
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 import vkconvt
-from vkconvt import costmodel, kernels, planner, schedule
+from vkconvt import backends, cache, calls, costmodel, kernels, ops, planner, schedule
 from vkconvt.params import params_from_shapes
 from conftest import needs_vulkan
 
@@ -18,14 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Layer of each module: a module may import only modules of a lower layer (or its own package).
 LAYERS = {
-    "errors": 0, "env": 0, "metrics": 0, "timing": 0, "version": 0,
-    "activations": 0, "params": 1, "vkinfo": 1, "kernels": 1,
-    "shaders": 2, "fold": 2, "schedule": 3, "schedule_ops": 4,
-    "device": 3, "costmodel": 4,
-    "backends": 5,
-    "planner": 6,
-    "interop": 6, "calls": 7, "api": 8,
-    "tune": 9, "bench": 9, "torch": 9, "torch_models": 10, "cli": 11, "__main__": 12, "__init__": 12,
+    "errors": 0, "env": 0, "metrics": 0, "timing": 0, "version": 0, "activations": 0, "cache": 0,
+    "params": 1, "kernels": 1,
+    "settings": 2, "fold": 2, "reference": 2,
+    "schedule": 3, "vulkan": 3,
+    "costmodel": 4,
+    "ops": 5, "profile": 5,
+    "backends": 6,
+    "planner": 7, "interop": 7,
+    "calls": 8,
+    "api": 9,
+    "tune": 10, "bench": 10, "torch": 10, "torch_models": 11, "cli": 12, "__main__": 13, "__init__": 13,
 }
 
 
@@ -75,15 +80,15 @@ def test_modules_are_small(path):
 
 @needs_vulkan
 @pytest.mark.parametrize("algorithm", ["auto", "direct", "gemm"])
-def test_a_cold_call_schedules_once(algorithm, monkeypatch):
-    monkeypatch.setattr(planner, "_plans", planner.collections.OrderedDict())
+def test_a_cold_call_schedules_once(algorithm):
+    cache.clear_all()
     x = np.ones((2, 24, 37), np.float32)
     w = np.ones((24, 5, 6), np.float32)
-    before = schedule.COUNTERS["schedule_conv"]
+    before = schedule.COUNTERS["schedules"]
     vkconvt.conv_transpose1d(x, w, stride=3, padding=1, algorithm=algorithm, backend="vulkan")
-    assert schedule.COUNTERS["schedule_conv"] == before + 1
+    assert schedule.COUNTERS["schedules"] == before + 1
     vkconvt.conv_transpose1d(x, w, stride=3, padding=1, algorithm=algorithm, backend="vulkan")
-    assert schedule.COUNTERS["schedule_conv"] == before + 1
+    assert schedule.COUNTERS["schedules"] == before + 1
 
 
 CLASS_CASES = [((2, 64, 1000), (64, 32, 16), 8, 4, 1, 1 << 14), ((3, 12, 500), (12, 5, 7), 3, 2, 3, 1 << 12),
@@ -96,11 +101,45 @@ def test_class_estimate_equals_the_complete_schedule(xs, ws, stride, padding, gr
     ws = (ws[0], ws[1] // groups if groups > 1 else ws[1], ws[2])
     p, _ = params_from_shapes(xs, ws, stride, padding, 0, groups, 1, True)
     limits, choice = schedule.Limits(cap), kernels.default_choice("cpu")
-    full = schedule.schedule_conv(p, algorithm, limits, cap, choice)
-    est = schedule.schedule_conv(p, algorithm, limits, cap, choice, complete=False)
+    op = ops.get("conv_transpose1d")
+    full = op.schedule(p, algorithm, limits, cap, choice)
+    est = op.schedule(p, algorithm, limits, cap, choice, complete=False)
     assert len(full.steps) > 1 and len(est.steps) <= len(full.steps)
     f_full, f_est = costmodel.features(full), costmodel.features(est)
     assert f_full.keys() == f_est.keys()
     for k in f_full:
         assert f_est[k] == pytest.approx(f_full[k], rel=1e-12), k
     assert est.workspace_bytes == full.workspace_bytes and est.dispatch_count == full.dispatch_count
+
+
+@pytest.fixture
+def toy(tmp_path):
+    if shutil.which("glslangValidator") is None:
+        pytest.skip("glslangValidator (Debian glslang-tools) is needed to compile the toy op's kernel")
+    import toy_op
+    op = toy_op.register(str(tmp_path))
+    yield toy_op, op
+    toy_op.unregister()
+
+
+@needs_vulkan
+def test_a_new_op_runs_through_the_generic_layers(toy):
+    """An op declared in a test file (its params, schedule, transfers, reference and one kernel) plans,
+    explains and runs on both backends, split into pieces too, with one submission per piece."""
+    toy_op, op = toy
+    p = toy_op.RepeatParams(n=2, c=3, l=50, r=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 50)).astype(np.float32)
+    want = np.repeat(x, 3, axis=-1)
+    plan = planner.make_plan("repeat_1d", p, "auto", "vulkan")
+    text = plan.explain()
+    assert "repeat_1d N2_C3_L50_r3" in text and "kernels: repeat_1d (wg=" in text
+    assert "queue submissions per call: 1" in text and plan.predicted_s["default"] > 0
+    be = backends.get("vulkan")
+    before = dict(be.dev.counters)
+    np.testing.assert_array_equal(calls.execute(plan, {"x": x}), want)
+    assert be.dev.counters["submissions"] - before["submissions"] == 1
+    np.testing.assert_array_equal(calls.execute(planner.make_plan("repeat_1d", p, "auto", "numpy"), {"x": x}), want)
+    with vkconvt.settings.override(max_buffer_bytes=4 * 150 * 2):        # two rows of output per piece
+        split = planner.make_plan("repeat_1d", p, "auto", "vulkan")
+        assert len(split.schedule.steps) == 3 and "queue submissions per call: 3" in split.explain()
+        np.testing.assert_array_equal(calls.execute(split, {"x": x}), want)

@@ -11,11 +11,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "compile_shaders.py")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from compile_shaders import read_variants  # noqa: E402
+from compile_shaders import float16_twins  # noqa: E402
 
-# every module the build makes: one per shaders/*.comp, one per line of shaders/variants.txt
+# every module the build makes: one per shaders/*.comp, one more (<name>_f16) per shader that tests VKCONVT_F16
 OPS = sorted([os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "shaders", "*.comp"))]
-             + [name for name, _, _ in read_variants(os.path.join(ROOT, "shaders"))])
+             + [name for name, _, _ in float16_twins(os.path.join(ROOT, "shaders"))])
 have_glslang = shutil.which("glslangValidator") is not None
 needs_glslang = pytest.mark.skipif(not have_glslang, reason="glslangValidator (Debian glslang-tools) not installed")
 
@@ -25,27 +25,25 @@ def test_shaders_are_the_kernel_table():
     assert OPS == sorted(kernels.KERNELS)
 
 
-def test_variants_are_the_table_twins():
-    """Each variants.txt line compiles a kernel the table knows, from the source the table names,
-    with the definition its storage type needs."""
+def test_float16_twins_are_the_table_twins():
+    """One rule on both sides: the build compiles a _f16 twin of every shader that tests VKCONVT_F16,
+    and the table derives a twin of exactly those kernels, from their source, with float16 storage."""
     from vkconvt import kernels
-    lines = read_variants(os.path.join(ROOT, "shaders"))
-    assert lines
-    for name, src, defines in lines:
+    twins = float16_twins(os.path.join(ROOT, "shaders"))
+    assert twins
+    assert sorted(name for name, _, _ in twins) == sorted(k.name for k in kernels.KERNELS.values()
+                                                           if k.storage == "float16")
+    for name, src, defines in twins:
         kern = kernels.KERNELS[name]
         assert os.path.basename(src) == kern.shader + ".comp" and kern.shader != name
-        assert defines == (("VKCONVT_F16=1",) if kern.storage == "float16" else ()), (name, defines)
+        assert defines == ("VKCONVT_F16=1",)
 
 
-def test_bad_variants_line_is_a_clear_error(tmp_path):
-    from compile_shaders import ShaderBuildError
-    (tmp_path / "variants.txt").write_text("matmul_f16 matmul.comp VKCONVT_F16=1\n")
-    with pytest.raises(ShaderBuildError, match="no shader matmul.comp"):
-        read_variants(str(tmp_path))
-    (tmp_path / "matmul.comp").write_text("")
-    (tmp_path / "variants.txt").write_text("matmul_f16 matmul.comp VKCONVT_F16\n")
-    with pytest.raises(ShaderBuildError, match=r"variants.txt:1: expected"):
-        read_variants(str(tmp_path))
+def test_float16_twin_rule_skips_shaders_without_float16(tmp_path):
+    (tmp_path / "a.comp").write_text("#ifdef VKCONVT_F16\n#endif\n")
+    (tmp_path / "b.comp").write_text("void main() {}\n")
+    assert [(n, os.path.basename(s), d) for n, s, d in float16_twins(str(tmp_path))] == \
+        [("a_f16", "a.comp", ("VKCONVT_F16=1",))]
 
 
 @needs_glslang

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import vkconvt
-from vkconvt import backends, kernels
-from cases import CASE_IDS, CASES, Case, assert_close, backend_params, forced, variant_params
+from vkconvt import kernels
+from cases import CASE_IDS, CASES, Case, assert_close, backend_params, forced, kernels_used, variant_params
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the independent oracle for the reference")
 
@@ -29,11 +29,11 @@ def test_reference_matches_torch(case, algorithm):
 def test_conv_transpose_1d(case, backend, algorithm, kernel):
     x, w, b = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="direct", backend="numpy")
-    with forced(kernel):
+    with forced(kernel), vkconvt.trace() as runs:
         out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend=backend)
-        if kernel is not None:
-            used = {d.kernel for st in backends.get("vulkan").last_run.schedule.steps for d in st.dispatches}
-            assert used <= {kernel, kernels.FALLBACK[kernels.KERNELS[kernel].op], "col2im_1d"}, used
+    if kernel is not None:
+        used = kernels_used(runs)
+        assert used <= {kernel, kernels.FALLBACK[kernels.KERNELS[kernel].op], "col2im_1d"}, used
     assert_close(out, ref)
 
 

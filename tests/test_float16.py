@@ -8,7 +8,7 @@ import pytest
 
 import vkconvt
 from vkconvt import backends, kernels
-from cases import CASE_IDS, CASES, TOL, Case, assert_close, forced, variant_params
+from cases import CASE_IDS, CASES, TOL, Case, assert_close, forced, kernels_used, variant_params
 from conftest import needs_vulkan
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the independent oracle for the reference")
@@ -41,17 +41,17 @@ def test_reference_matches_torch(case, algorithm):
 def test_conv_transpose_1d_float16(case, backend, algorithm, kernel):
     x, w, b = half_inputs(case)
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="direct", backend="numpy")
-    with forced(kernel):
+    with forced(kernel), vkconvt.trace() as runs:
         out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend=backend)
-        if backend == "vulkan":
-            used = {d.kernel for st in backends.get("vulkan").last_run.schedule.steps for d in st.dispatches}
-            # the float16 twins, then (one piece) the output rounded on the device
-            assert all(kernels.KERNELS[k].storage == "float16" for k in used - {"to_float16"}), used
-            sched = backends.get("vulkan").last_run.schedule
-            assert ("to_float16" in used) == sched.out_half == (len(sched.steps) == 1), used
-            if kernel is not None:
-                op = kernels.KERNELS[kernel].op
-                assert used <= {kernel + "_f16", kernels.fallback(op, "float16"), "col2im_1d_f16", "to_float16"}, used
+    if backend == "vulkan":
+        used = kernels_used(runs)
+        # the float16 twins, then (one piece) the output rounded on the device
+        assert all(kernels.KERNELS[k].storage == "float16" for k in used - {"to_float16"}), used
+        sched = runs[-1][2]
+        assert ("to_float16" in used) == bool(sched.info.get("out_half")) == (len(sched.steps) == 1), used
+        if kernel is not None:
+            op = kernels.KERNELS[kernel].op
+            assert used <= {kernel + "_f16", kernels.fallback(op, "float16"), "col2im_1d_f16", "to_float16"}, used
     assert out.dtype == F16
     assert_close(out, ref, tol=TOL["float16"])
     assert_close(out, torch_half_ref(case, x, w, b), tol=TOL["float16"])
@@ -178,6 +178,7 @@ def test_float16_with_fused_activation(act, algorithm):
     if act == "snake":
         kw["alpha"] = np.random.default_rng(3).uniform(0.2, 2.0, case.c_out).astype(np.float32)
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy", **kw)
-    out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="vulkan", algorithm=algorithm, **kw)
-    assert out.dtype == F16 and backends.get("vulkan").last_run.schedule.fused
+    with vkconvt.trace() as runs:
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="vulkan", algorithm=algorithm, **kw)
+    assert out.dtype == F16 and runs[-1][2].info["fused"]
     assert_close(out, ref, tol=TOL["float16"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vkconvt
-from vkconvt import backends, kernels, planner
+from vkconvt import backends, cache, kernels, planner
 from vkconvt.errors import DeviceOutOfMemory, WorkspaceTooSmall
 from cases import Case, assert_close
 
@@ -61,7 +61,7 @@ def test_plan_and_explain():
     assert set(pl.predicted_s) == {"direct", "gemm"} and all(t > 0 for t in pl.predicted_s.values())
     assert pl.algorithm == min(pl.predicted_s, key=pl.predicted_s.get)
     # the column buffer: 256*16 rows of the 86 inputs, padded to the matmul kernel's alignment
-    al = kernels.KERNELS[backends.get("vulkan").choice["matmul"][0][0]].align
+    al = kernels.KERNELS[backends.get("vulkan").profile().choice["matmul"][0][0]].align
     assert pl.workspace_bytes["direct"] == 0 and pl.workspace_bytes["gemm"] == 256 * 16 * kernels.round_up(86, al) * 4
     text = pl.explain()
     assert "chosen: vulkan" in text and "predicted" in text and "fastest" in text
@@ -111,19 +111,19 @@ def test_out_of_device_memory(monkeypatch):
     chunks, then direct) and succeeds; an explicit gemm raises a MemoryError naming bytes and
     budget; nothing stays allocated; the process goes on working."""
     be = backends.get("vulkan")
-    real = type(be.dev)._new_tensor
+    real = type(be.dev).new_tensor
 
-    def small_device(self, nfloats, workspace):
-        if 4 * nfloats > 64 * 1024 and workspace:
-            raise DeviceOutOfMemory(f"simulated: cannot allocate {4 * nfloats} bytes", needed_bytes=4 * nfloats)
-        return real(self, nfloats, workspace)
+    def small_device(self, nwords, placement, direction=None, workspace=False):
+        if 4 * nwords > 64 * 1024 and workspace:
+            raise DeviceOutOfMemory(f"simulated: cannot allocate {4 * nwords} bytes", needed_bytes=4 * nwords)
+        return real(self, nwords, placement, direction, workspace)
 
     case = Case(c_in=64, c_out=64, l=400, k=16, stride=8, padding=4)
     x, w, _ = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, **case.kwargs(), backend="numpy")
     be.dev.clear()
-    monkeypatch.setattr(type(be.dev), "_new_tensor", small_device)
-    monkeypatch.setattr(planner, "_plans", planner.collections.OrderedDict())
+    monkeypatch.setattr(type(be.dev), "new_tensor", small_device)
+    cache.clear_all()
     # make auto choose gemm first, so the retry path runs
     monkeypatch.setattr(planner, "_choose", lambda predicted, infeasible: ("gemm", "forced by the test"))
     assert_close(vkconvt.conv_transpose1d(x, w, **case.kwargs(), algorithm="auto"), ref)
@@ -148,7 +148,7 @@ def test_backend_auto_picks_a_backend_and_says_why():
 
 @needs_vulkan
 def test_device_by_index_or_name_shares_one_manager():
-    from vkconvt import device
+    from vkconvt.vulkan import device
     info = backends.get("vulkan").device
     assert device.get_device(info.index) is device.get_device(info.name[:6])
     x, w, _ = Case(c_in=3, c_out=2, l=9, k=3, stride=2).inputs()

@@ -72,7 +72,7 @@ def test_without_a_vulkan_driver_vulkan_says_why():
 
 @needs_vulkan
 def test_device_selection():
-    from vkconvt import device, vkinfo
+    from vkconvt.vulkan import device, vkinfo
     devs = vkinfo.list_devices()
     assert device.resolve_device(0) == devs[0]
     assert device.resolve_device(devs[0].name[:5]) == devs[0]

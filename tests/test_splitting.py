@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import vkconvt
-from vkconvt import schedule
+from vkconvt import fold
 from vkconvt.params import params_from_shapes
 from cases import CASES, Case, assert_close
 from conftest import needs_vulkan
@@ -19,11 +19,19 @@ pytestmark = needs_vulkan
 @pytest.fixture
 def vk():
     be = vkconvt.backends.get("vulkan")
-    saved = be.max_buffer_bytes
     be.dev.clear()
     yield be
-    be.max_buffer_bytes = saved
     be.dev.clear()
+
+
+def limit(nbytes):
+    """Plan and run as if the device's storage buffers held at most nbytes."""
+    return vkconvt.settings.override(max_buffer_bytes=nbytes)
+
+
+def recording(be, sched):
+    """The device's recording of a schedule that just ran (its buffers)."""
+    return next(r for r in be.dev.recordings.values() if r.sched is sched)
 
 
 SPLIT_CASES = [c for c in CASES if c.n * c.c_in * c.l < 20000 and c.k < 1000] + [
@@ -40,19 +48,19 @@ def params_of(case):
 @pytest.mark.parametrize("case", SPLIT_CASES, ids=[c.id for c in SPLIT_CASES])
 def test_split_matches_reference(case, algorithm, buffer_bytes, vk):
     # the least a piece needs: the inputs and taps of one input channel that reach one output
-    lw, kw, _ = schedule.window_bounds(case.l, case.k, case.stride, case.dilation, 1)
+    lw, kw, _ = fold.window_bounds(case.l, case.k, case.stride, case.dilation, 1)
     buffer_bytes = max(buffer_bytes, 4 * (max(lw, kw) + 4))
     # a few hundred pieces say as much as a hundred thousand (each costs a dispatch on lavapipe)
     buffer_bytes = max(buffer_bytes, params_of(case).io_bytes() // 300)
-    vk.max_buffer_bytes = buffer_bytes
     x, w, b = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy")
-    out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend="vulkan")
+    with limit(buffer_bytes), vkconvt.trace() as runs:
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend="vulkan")
     assert_close(out, ref)
-    run = vk.last_run
+    sched = runs[-1][2]
     if params_of(case).io_bytes() > 4 * buffer_bytes:
-        assert len(run.schedule.steps) > 1, "expected the problem to be split into pieces"
-    for t in run.recording.tensors.values():
+        assert len(sched.steps) > 1, "expected the problem to be split into pieces"
+    for t in recording(vk, sched).tensors.values():
         assert 4 * t.size() <= max(buffer_bytes, 4)
 
 
@@ -61,25 +69,25 @@ def test_input_channel_chunks_when_one_channels_weights_exceed_a_buffer(algorith
     """C_in/groups x K floats of one output channel (64 x 16 x 4 = 4 KiB) over a 1 KiB buffer:
     the input channels are cut into chunks whose partial sums the host adds up."""
     case = Case(n=2, c_in=128, c_out=6, l=30, k=16, stride=4, padding=3, groups=2, bias=True)
-    vk.max_buffer_bytes = 1024
     x, w, b = case.inputs()
-    out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend="vulkan")
+    with limit(1024), vkconvt.trace() as runs:
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm=algorithm, backend="vulkan")
     assert_close(out, vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy"))
-    chunks = {(st.piece.ci0, st.piece.ci1) for st in vk.last_run.schedule.steps}
+    chunks = {(st.piece.ci0, st.piece.ci1) for st in runs[-1][2].steps}
     assert len(chunks) >= 4, chunks
 
 
 def test_split_matmul_and_col2im(vk):
-    vk.max_buffer_bytes = 512
     rng = np.random.default_rng(3)
     a, bm = rng.standard_normal((3, 40, 30)).astype(np.float32), rng.standard_normal((30, 50)).astype(np.float32)
-    assert_close(vkconvt.matmul(a, bm, backend="vulkan"), np.matmul(a.astype(np.float64), bm))
-    assert len(vk.last_run.schedule.steps) > 1
     col = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
     kw = dict(stride=2, padding=1, dilation=2, output_padding=1, bias=bias)
-    assert_close(vkconvt.col2im_1d(col, **kw, backend="vulkan"), vkconvt.col2im_1d(col, **kw, backend="numpy"))
-    assert len(vk.last_run.schedule.steps) > 1
+    with limit(512), vkconvt.trace() as runs:
+        assert_close(vkconvt.matmul(a, bm, backend="vulkan"), np.matmul(a.astype(np.float64), bm))
+        assert len(runs[-1][2].steps) > 1
+        assert_close(vkconvt.col2im_1d(col, **kw, backend="vulkan"), vkconvt.col2im_1d(col, **kw, backend="numpy"))
+        assert len([sched for _, be, sched in runs if be == "vulkan"][-1].steps) > 1
 
 
 def test_column_budget_chunks_gemm_over_input_length(vk):
@@ -88,14 +96,15 @@ def test_column_budget_chunks_gemm_over_input_length(vk):
     x, w, b = case.inputs()
     ref = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="numpy")
     budget = params_of(case).gemm_column_bytes() // 10
-    out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="gemm", backend="vulkan",
-                                   max_workspace_bytes=budget)
+    with vkconvt.trace() as runs:
+        out = vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), algorithm="gemm", backend="vulkan",
+                                       max_workspace_bytes=budget)
     assert_close(out, ref)
-    run = vk.last_run
-    assert 0 < run.workspace_bytes <= budget
-    assert 0 < run.recording.tensors["col"].size() * 4 <= budget
+    sched = runs[-1][2]
+    assert 0 < sched.workspace_bytes <= budget
+    assert 0 < recording(vk, sched).tensors["col"].size() * 4 <= budget
     # batch is split first, then input length: >= 10 chunks of (matmul, col2im) in all
-    assert run.schedule.dispatch_count >= 2 * 10
+    assert sched.dispatch_count >= 2 * 10
 
 
 @pytest.mark.slow
@@ -105,11 +114,12 @@ def test_buffers_over_128MiB(algorithm, vk):
     case = Case(n=1, c_in=8, c_out=512, l=9000, k=16, stride=8)
     x, w, b = case.inputs()
     p = params_of(case)
-    limit = vk.device.max_storage_buffer_range
-    assert p.gemm_column_bytes() > limit and p.out_bytes() > limit
+    cap = vk.device.max_storage_buffer_range
+    assert p.gemm_column_bytes() > cap and p.out_bytes() > cap
     ref = vkconvt.conv_transpose1d(x, w, None, stride=8, backend="numpy")
-    out = vkconvt.conv_transpose1d(x, w, None, stride=8, algorithm=algorithm, backend="vulkan")
+    with vkconvt.trace() as runs:
+        out = vkconvt.conv_transpose1d(x, w, None, stride=8, algorithm=algorithm, backend="vulkan")
     assert_close(out, ref)
-    run = vk.last_run
-    assert len(run.schedule.steps) > 1
-    assert all(4 * t.size() <= limit for t in run.recording.tensors.values())
+    sched = runs[-1][2]
+    assert len(sched.steps) > 1
+    assert all(4 * t.size() <= cap for t in recording(vk, sched).tensors.values())

@@ -1,6 +1,7 @@
 """The Khronos validation layer, synchronization validation on, reports nothing for vkconvt's
 dispatches (plain, split into pieces and chunks, staged), and does report the hazard of two
-dependent dispatches recorded in one sequence (proving the check is live)."""
+dependent dispatches recorded in one sequence without vkconvt's barrier (proving the check is live).
+Every call records its dispatches, copies and barriers in one command buffer, in both memory modes."""
 import os
 import subprocess
 import sys

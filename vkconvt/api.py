@@ -1,39 +1,121 @@
-"""The public ops: validate, plan, hand the plan to a backend.
+"""The public ops: validate, plan, run (vkconvt/calls.py), hand the result back.
 
     conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      *, algorithm="auto", backend=None, device=None, max_workspace_bytes=None,
-                     activation=None, input_activation=None, storage=None, ...)
+                     activation=None, input_activation=None, storage=None, wait=True, ...)
     matmul(a, b)
     col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None)
     ConvTranspose1d(weight, bias=None, stride=1, ...)   a layer that keeps its weights on the device
+    asarray(x, device=None)                            a DeviceArray (data kept on the Vulkan device)
 
 All accept anything np.asarray takes and return NumPy float32 arrays (conv_transpose1d and the layer:
-float16 for a float16 x, with float16 storage); given CPU torch.Tensors they return a torch.Tensor
-in the first tensor's floating dtype (vkconvt/interop.py; torch is never imported by vkconvt itself).
+float16 for a float16 x, with float16 storage); given a DeviceArray they return one on its device,
+without a host round trip; given CPU torch.Tensors they return a torch.Tensor in the first tensor's
+floating dtype (vkconvt/interop.py; torch is never imported by vkconvt itself). wait=False returns at
+once: a DeviceArray is read when its data is asked for, a host result comes as a calls.Pending.
+The function and the layer share one call path (`_conv`), with one call cache.
 """
 import dataclasses
+import weakref
 
 import numpy as np
 
-from . import activations, backends, calls, planner
+from . import activations, backends, calls, ops, planner
 from .interop import tensor_io
-from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_conv_args,
-                     check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype, output_length,
-                     to_storage)
+from .ops.col2im_1d import Col2imParams
+from .ops.matmul import MatmulParams
+from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
+                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, to_storage)
+from .vulkan.arrays import DeviceArray
 
 F16 = np.dtype(np.float16)
+CONV = ops.get("conv_transpose1d")
+
+
+def _check_wait(wait):
+    if not isinstance(wait, bool):
+        raise TypeError(f"wait must be True or False, got {wait!r}")
+    return wait
+
+
+def _device_of(arrays, backend, device):
+    """The device a call with DeviceArray arguments runs on (theirs), checked against the request."""
+    devs = {id(a.dev): a for a in arrays if isinstance(a, DeviceArray)}
+    if not devs:
+        return device, False
+    if len(devs) > 1:
+        raise ValueError("the DeviceArray arguments live on different Vulkan devices; move them to one with "
+                         "vkconvt.asarray(a.numpy(), device=...)")
+    arr = next(iter(devs.values()))
+    if backends.resolve_name(backend) != "vulkan":
+        raise ValueError(f"backend={backend!r} cannot take a DeviceArray (it lives on a Vulkan device); "
+                         "call .numpy() first, or use backend='vulkan'")
+    if device is not None and backends.device_info(device).index != arr.dev.info.index:
+        raise ValueError(f"device={device!r} differs from the device its DeviceArray lives on "
+                         f"({arr.dev.info.describe()})")
+    return arr.dev.info.index, True
+
+
+def _conv(x, weights, hyper, storage, epi, request, wait, layer=None):
+    """The one call path of conv_transpose1d, function and layer: x (any array, a DeviceArray),
+    weights a params.Weights (one-off or a layer's kept ones)."""
+    algorithm, backend, device, budget = request
+    sig = calls.signature("conv_transpose1d", (x, weights.weight, weights.bias),
+                          hyper + (storage, epi, algorithm, backend, device, budget, wait, weights.token is None))
+    hit = calls.lookup(sig)
+    if hit is None:
+        check_algorithm(algorithm)
+        _check_wait(wait)
+        device, on_device = _device_of((x,), backend, device)
+        dtype = x.dtype if isinstance(x, DeviceArray) else input_dtype(x)
+        storage = check_storage(storage, dtype)
+        if on_device:
+            if np.dtype(dtype) != (F16 if storage == "float16" else np.dtype(np.float32)):
+                raise TypeError(f"x is a {x.dtype} DeviceArray but the call stores {storage}: give a "
+                                f"{storage} DeviceArray or storage={str(x.dtype)!r}")
+            _, _, _, p, batched = check_conv_args(np.empty(x.shape, dtype=x.dtype), weights.weight, weights.bias,
+                                                  *hyper, storage)
+        else:
+            x, _, _, p, batched = check_conv_args(x, weights.weight, weights.bias, *hyper, storage)
+        p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
+        check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
+        plan = planner.make_plan(CONV, p, algorithm, backend, device, budget, kept=weights.token is not None)
+        dev_out = on_device and calls.device_resident(plan, plan.schedule)
+        hit = (plan, batched, storage, dtype == F16, on_device, dev_out)
+        calls.remember(sig, hit, p.out_bytes())
+    plan, batched, storage, half, on_device, dev_out = hit
+    if layer is not None:
+        layer.watch(plan)
+    if on_device:
+        x4 = x if batched else x.reshape((1,) + x.shape)
+    else:
+        x4 = stored(x if batched else x[None], storage)
+    args = {"x": x4, "weights": weights, "owner": None if weights.token is None else id(weights.token)}
+    out = calls.execute(plan, args, wait=wait, device_out=dev_out)
+    if isinstance(out, calls.Pending):
+        return out.then(lambda o: result(o, batched, half))
+    if on_device and not dev_out:
+        out = _to_device(plan, result(out, batched, half))
+        return out
+    return result(out, batched, half)
+
+
+def _to_device(plan, host):
+    """A result the device could not keep (several pieces, host work after them) moved back there."""
+    from .vulkan import arrays
+    return arrays.asarray(calls.backend_for(plan).dev, host)
 
 
 @tensor_io("x", "weight", "bias")
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", backend=None, device=None, max_workspace_bytes=None, activation=None,
                      negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
-                     input_negative_slope=0.01, storage=None):
+                     input_negative_slope=0.01, storage=None, wait=True):
     """PyTorch's torch.nn.functional.conv_transpose1d.
 
-    x: (N, C_in, L) or unbatched (C_in, L); weight: (C_in, C_out/groups, K); bias: (C_out,) or None.
-    Returns (N, C_out, L_out) (or (C_out, L_out) for unbatched x) with
-    L_out = (L-1)*stride - 2*padding + dilation*(K-1) + output_padding + 1.
+    x: (N, C_in, L) or unbatched (C_in, L) (a NumPy array, a CPU tensor or a DeviceArray);
+    weight: (C_in, C_out/groups, K); bias: (C_out,) or None. Returns (N, C_out, L_out) (or (C_out,
+    L_out) for unbatched x) with L_out = (L-1)*stride - 2*padding + dilation*(K-1) + output_padding + 1.
     algorithm: "auto" (the planner's cost model picks), "direct" (no workspace) or "gemm" (matmul +
     col2im_1d; its column buffer is chunked over batch and input length to fit max_workspace_bytes).
     backend: "vulkan", "numpy", "auto" (the planner picks the faster backend) or None (default).
@@ -46,34 +128,34 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     to float16 once and stored as halves on the device, with the gemm column buffer (half the
     workspace); arithmetic and the output stay float32, and a float16 x gets its result rounded
     to float16 once at the end (as PyTorch's float16 conv_transpose1d returns float16).
+    wait: False returns without waiting for the device (see the module doc).
     """
-    act = (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope, storage)
-    sig = None if alpha is not None or beta is not None else calls.signature(
-        x, weight, bias, (stride, padding, output_padding, groups, dilation), algorithm, backend, device,
-        max_workspace_bytes, act)
-    hit = calls.get(sig)
-    if hit is not None:                  # a call exactly like an earlier valid one: validated then
-        run, batched, storage, half = hit
-        bias = bias if bias is None or bias.dtype == np.float32 else bias.astype(np.float32)
-        return result(run(stored(x if batched else x[None], storage), Weights(stored(weight, storage), bias)),
-                      batched, half)
-    check_algorithm(algorithm)
-    dtype = input_dtype(x)
-    storage = check_storage(storage, dtype)
-    x, weight, bias, p, batched = check_conv_args(x, weight, bias, stride, padding, output_padding, groups,
-                                                  dilation, storage)
-    epi, act_params = activations.check(p.c_out, activation, negative_slope, alpha, beta, alpha_logscale,
-                                        input_activation, input_negative_slope)
-    p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
-    out, run = run_conv(p, x, Weights(weight, bias, act_params=act_params), algorithm, backend, device,
-                        max_workspace_bytes)
-    calls.put(sig, (run, batched, storage, dtype == F16), p)
-    return result(out, batched, dtype == F16)
+    hyper = (stride, padding, output_padding, groups, dilation)
+    storage_ = check_storage(storage, x.dtype if isinstance(x, DeviceArray) else input_dtype(x))
+    if alpha is None and beta is None:
+        sig = calls.signature("conv_transpose1d/args", (weight, bias),
+                              (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope,
+                               storage_) + tuple(hyper))
+        prepared = calls.lookup(sig)
+    else:
+        sig, prepared = None, None
+    if prepared is None:
+        c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
+        epi, act_params = activations.check(c_out, activation, negative_slope, alpha, beta, alpha_logscale,
+                                            input_activation, input_negative_slope)
+        prepared = (epi, act_params)
+        if sig is not None:
+            calls.remember(sig, prepared, 0)
+    epi, act_params = prepared
+    w = to_storage(as_float32("weight", weight) if storage_ != "float16" or input_dtype(weight) != F16
+                   else np.asarray(weight), storage_)
+    b = None if bias is None else as_float32("bias", bias)
+    weights = Weights(np.ascontiguousarray(w), b, act_params=act_params)
+    return _conv(x, weights, hyper, storage_, epi, (algorithm, backend, device, max_workspace_bytes), wait)
 
 
 def stored(arr, storage):
-    """A cached call's array as its first, validated call handed it on: float16 for float16
-    storage, else float32."""
+    """A call's x as the device stores it: float16 for float16 storage, else float32."""
     if storage == "float16":
         return to_storage(arr, storage)
     return arr if arr.dtype == np.float32 else arr.astype(np.float32)
@@ -82,6 +164,8 @@ def stored(arr, storage):
 def result(out, batched, half):
     """A computed call's result as the caller gets it: rounded to float16 for a float16 x, without
     the batch axis for an unbatched x."""
+    if isinstance(out, DeviceArray):
+        return out if batched else out.reshape(out.shape[1:])
     out = to_float16(out) if half else out
     return out if batched else out[0]
 
@@ -93,15 +177,6 @@ def to_float16(out):
         return out
     with np.errstate(over="ignore"):
         return out.astype(np.float16)
-
-
-def run_conv(p, x, weights, algorithm, backend, device, max_workspace_bytes):
-    """Plan (cached) and run one validated call; returns (out, a runner for the same call again)."""
-    check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
-    plan = planner.make_plan(p, algorithm, backend, device, max_workspace_bytes)
-    be = backends.get(plan.backend, device=device if plan.backend == "vulkan" else None)
-    run = be.runner(plan) if hasattr(be, "runner") else (lambda x, w: be.conv_transpose1d(plan, x, w))
-    return run(x, weights), run
 
 
 class ConvTranspose1d:
@@ -137,9 +212,9 @@ class ConvTranspose1d:
         elif device is not None:
             raise ValueError(f"device={device!r} needs the Vulkan backend; the layer's backend is {name or 'numpy'!r}")
         self.weights = Weights(weight, bias, keep=True, act_params=act_params)
-        self._calls = {}
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
+        self._watched = set()
 
     @property
     def weight(self):
@@ -149,33 +224,75 @@ class ConvTranspose1d:
     def bias(self):
         return self.weights.bias
 
+    def watch(self, plan):
+        """The device buffers that keep this layer's weights are freed when the layer is."""
+        if plan.backend == "vulkan" and plan.profile.index not in self._watched:
+            self._watched.add(plan.profile.index)
+            be = backends.get("vulkan", device=plan.profile.index)
+            weakref.finalize(self.weights, be.forget_owner, id(self.weights.token))
+
     @tensor_io("x")
-    def __call__(self, x):
-        sig = calls.signature(x, self.weights.weight, self.weights.bias, tuple(self.hyper.values()), self.algorithm,
-                              self.backend, self.device, self.max_workspace_bytes, self.epi)
-        hit = self._calls.get(sig) if sig is not None else None
-        if hit is not None:
-            run, batched, half = hit
-            return result(run(stored(x if batched else x[None], self.storage), self.weights), batched, half)
-        dtype = input_dtype(x)
-        x, _, _, p, batched = check_conv_args(x, self.weights.weight, self.weights.bias, **self.hyper,
-                                              storage=self.storage)
-        p = dataclasses.replace(p, epi=self.epi, storage=self.storage, out_float16=dtype == F16)
-        out, run = run_conv(p, x, self.weights, self.algorithm, self.backend, self.device,
-                            self.max_workspace_bytes)
-        if sig is not None and calls.cacheable(p):
-            if len(self._calls) >= 8:
-                self._calls.clear()
-            self._calls[sig] = (run, batched, dtype == F16)
-        return result(out, batched, dtype == F16)
+    def __call__(self, x, *, wait=True):
+        hyper = tuple(self.hyper.values())
+        return _conv(x, self.weights, hyper, self.storage, self.epi,
+                     (self.algorithm, self.backend, self.device, self.max_workspace_bytes), wait, layer=self)
+
+
+def asarray(x, device=None, dtype=None):
+    """A DeviceArray holding x (a NumPy array or anything np.asarray takes; float32, or float16 when x
+    is float16 or dtype="float16") on the Vulkan device `device` (default: the default device). A
+    DeviceArray already there is returned as it is."""
+    from .vulkan import arrays
+    if isinstance(x, DeviceArray):
+        if device is None or backends.device_info(device).index == x.dev.info.index:
+            return x
+        x = x.numpy()
+    want = np.dtype(dtype) if dtype is not None else (F16 if input_dtype(x) == F16 else np.dtype(np.float32))
+    if want not in arrays.DTYPES:
+        raise TypeError(f"dtype must be float32 or float16, got {dtype!r}")
+    host = as_float32("x", x) if want == np.float32 else np.ascontiguousarray(np.asarray(x), dtype=np.float16)
+    be = backends.get("vulkan", device=device)
+    return arrays.asarray(be.dev, host)
+
+
+def stats(device=None, reset=False):
+    """Per Vulkan device used in this process: queue submissions, fence waits, bytes uploaded and
+    downloaded, dispatches, device-side copies, recorded sequences, buffers held, memory mode (and
+    device time when timestamps are on); reset=True zeroes the counters after reading them."""
+    from .vulkan import device as devmod
+    devs = devmod.open_devices()
+    if device is not None:
+        idx = backends.device_info(device).index
+        devs = [d for d in devs if d.info.index == idx]
+    return {d.info.index: d.stats(reset) for d in devs}
+
+
+# ------------------------------------------------------------------ matmul and col2im_1d
+def _run_op(op_name, p, args, arrays, backend, device, wait, out_bytes, what):
+    device, on_device = _device_of(arrays, backend, device)
+    _check_wait(wait)
+    check_host_memory(what, out_bytes)
+    plan = planner.make_plan(op_name, p, "auto", backend, device)
+    dev_out = on_device and calls.device_resident(plan, plan.schedule)
+    out = calls.execute(plan, args, wait=wait, device_out=dev_out)
+    if on_device and not dev_out and not isinstance(out, calls.Pending):
+        out = _to_device(plan, out)
+    return out
+
+
+def _operand(name, a):
+    if isinstance(a, DeviceArray):
+        if a.dtype != np.float32:
+            raise TypeError(f"{name} is a {a.dtype} DeviceArray; this op computes float32")
+        return a
+    return as_float32(name, a)
 
 
 @tensor_io("a", "b")
-def matmul(a, b, *, backend=None, device=None):
+def matmul(a, b, *, backend=None, device=None, wait=True):
     """a (M, K) or (B, M, K) times b (K, N) or (B, K, N) -> float32; a 2-D operand is broadcast
     over the other's batch."""
-    a = as_float32("a", a)
-    b = as_float32("b", b)
+    a, b = _operand("a", a), _operand("b", b)
     if a.ndim not in (2, 3):
         raise ValueError(f"a must be 2-D (M, K) or 3-D (B, M, K); got shape {a.shape}")
     if b.ndim not in (2, 3):
@@ -187,13 +304,20 @@ def matmul(a, b, *, backend=None, device=None):
     for nm, arr in (("a", a), ("b", b)):
         if 0 in arr.shape:
             raise ValueError(f"{nm} has an empty dimension: shape {arr.shape}")
-    batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
-    check_host_memory("the result of matmul", FLOAT_BYTES * batch * a.shape[-2] * b.shape[-1])
-    return backends.get(backend, device=device).matmul(a, b)
+    a3 = a if a.ndim == 3 else a.reshape((1,) + a.shape)
+    b3 = b if b.ndim == 3 else b.reshape((1,) + b.shape)
+    p = MatmulParams(a3.shape[0], b3.shape[0], a3.shape[1], a3.shape[2], b3.shape[2])
+    out = _run_op("matmul", p, {"a": a3, "b": b3}, (a, b), backend, device, wait,
+                  FLOAT_BYTES * p.batch * p.m * p.n, "the result of matmul")
+    keep3 = a.ndim == 3 or b.ndim == 3
+    if isinstance(out, calls.Pending):
+        return out.then(lambda o: o if keep3 else o[0])
+    return out if keep3 else (out.reshape(out.shape[1:]) if isinstance(out, DeviceArray) else out[0])
 
 
 @tensor_io("col", "bias")
-def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None, *, backend=None, device=None):
+def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None, *, backend=None, device=None,
+              wait=True):
     """The second half of the gemm algorithm, as a public op.
 
     col: (N, C, K, L_in) (or (C, K, L_in)): col[n, c, k, l] is what input position l contributes
@@ -202,12 +326,12 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
     (plus bias[c]). Returns (N, C, L_out) with L_out = (L_in-1)*stride - 2*padding +
     dilation*(K-1) + output_padding + 1.
     """
-    col = as_float32("col", col)
+    col = _operand("col", col)
     stride, padding, output_padding, dilation, _ = check_hyper(stride, padding, output_padding, dilation, 1)
     if col.ndim not in (3, 4):
         raise ValueError(f"col must have shape (N, C, K, L) or (C, K, L); got shape {col.shape}")
     batched = col.ndim == 4
-    col4 = col if batched else col[None]
+    col4 = col if batched else col.reshape((1,) + col.shape)
     if 0 in col4.shape:
         raise ValueError(f"col has an empty dimension: shape {col.shape}")
     n, c, k, l_in = col4.shape
@@ -219,6 +343,9 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
         bias = as_float32("bias", bias)
         if bias.ndim != 1 or bias.shape != (c,):
             raise ValueError(f"bias must have shape (C,) = ({c},); got shape {bias.shape}")
-    check_host_memory(f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})", FLOAT_BYTES * n * c * l_out)
-    out = backends.get(backend, device=device).col2im_1d(col4, stride, padding, dilation, output_padding, bias)
-    return out if batched else out[0]
+    p = Col2imParams(n, c, k, l_in, stride, padding, dilation, output_padding, bias is not None)
+    out = _run_op("col2im_1d", p, {"col": col4, "bias": bias}, (col,), backend, device, wait,
+                  FLOAT_BYTES * n * c * l_out, f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})")
+    if isinstance(out, calls.Pending):
+        return out.then(lambda o: o if batched else o[0])
+    return out if batched else (out.reshape(out.shape[1:]) if isinstance(out, DeviceArray) else out[0])

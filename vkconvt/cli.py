@@ -6,8 +6,10 @@ import numpy as np
 
 
 def cmd_info(args):
-    from . import backends, device, env, kernels, shaders, vkinfo
-    print("vkconvt", __import__("vkconvt").__version__)
+    from . import backends, env, kernels, profile
+    from .planner import spec_text
+    from .vulkan import device, memory, shaders, vkinfo
+    print("vkconvt", __import__("vkconvt").__version__, "  numpy", np.__version__)
     print("backends:")
     for row in backends.available():
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
@@ -40,6 +42,15 @@ def cmd_info(args):
             print(f"     push constants {d.max_push_constants_size} bytes, shared memory {d.max_shared_memory} bytes, "
                   f"subgroup size {d.subgroup_size} ({', '.join(d.subgroup_ops) or 'no operations'}), "
                   f"timestamps {'yes' if d.timestamps else 'no'} ({d.timestamp_period_ns} ns/tick), heaps: {heaps}")
+            types = "; ".join(f"{i}: {memory.flag_names(f)} (heap {h})" for i, (f, h) in enumerate(d.memory_types))
+            print(f"     memory types: {types}")
+            mode = env.memory_mode() or device.default_memory(d)
+            print(f"     buffers: memory mode {mode!r} ({'device-local, staged copies' if mode == 'device' else 'host-visible'}"
+                  f"); chosen types: " + "; ".join(memory.describe(d, mode == "device")))
+            prof = profile.load(d)
+            print(f"     kernels ({'tuned on this device: ' if prof.tuned else 'shipped defaults: '}{prof.source}):")
+            for op, entries in prof.choice_items:
+                print(f"       {op:18s} " + ", ".join(f"{n}{spec_text(n, s)}" for n, s in entries))
         print("  (* = the default device: VKCONVT_DEVICE, else discrete > integrated > virtual > CPU)")
     print("kernels (shaders/<name>.comp -> vkconvt/spv/<name>.spv):")
     for k in kernels.KERNELS.values():

@@ -7,6 +7,8 @@ VKCONVT_VALIDATE        1: keep VK_LAYER_KHRONOS_validation on (with synchroniza
 VKCONVT_MAX_WORKSPACE   workspace budget in bytes (suffixes K, M, G, T allowed), e.g. 64M
 VKCONVT_CACHE_DIR       where tuning results are kept (default: $XDG_CACHE_HOME/vkconvt)
 VKCONVT_VULKAN_LIBRARY  path of the Vulkan loader to load (default: libvulkan.so.1)
+VKCONVT_MEMORY          "host" or "device": where the Vulkan device's buffers live (default: host on CPU and
+                        integrated devices, device-local with staging on discrete GPUs)
 """
 import math
 import os
@@ -14,8 +16,6 @@ import os
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 LAYER_SETTINGS = os.path.join(_DATA, "vk_layer_settings.txt")
 VALIDATION_LAYER = "VK_LAYER_KHRONOS_validation"
-VARIABLES = ("VKCONVT_BACKEND", "VKCONVT_DEVICE", "VKCONVT_VALIDATE", "VKCONVT_MAX_WORKSPACE",
-             "VKCONVT_CACHE_DIR", "VKCONVT_VULKAN_LIBRARY")
 _applied = None
 
 
@@ -74,27 +74,15 @@ def parse_bytes(text, name="VKCONVT_MAX_WORKSPACE"):
 
 
 _RAW = getattr(os.environ, "_data", None)    # CPython's bytes-keyed store: read without encoding keys
-_PLAN_VARIABLES = tuple(v.encode() for v in ("VKCONVT_BACKEND", "VKCONVT_DEVICE", "VKCONVT_MAX_WORKSPACE"))
+_PLAN_VARIABLES = tuple(v.encode() for v in ("VKCONVT_BACKEND", "VKCONVT_DEVICE", "VKCONVT_MAX_WORKSPACE",
+                                               "VKCONVT_MEMORY"))
 
 
 def plan_snapshot():
     """The raw values of the variables plans depend on (cheap: the call cache reads it every call)."""
     if _RAW is not None:
-        return (_RAW.get(_PLAN_VARIABLES[0]), _RAW.get(_PLAN_VARIABLES[1]), _RAW.get(_PLAN_VARIABLES[2]))
+        return tuple(_RAW.get(v) for v in _PLAN_VARIABLES)
     return tuple(os.environ.get(v.decode()) for v in _PLAN_VARIABLES)
-
-
-_generation = [0]
-
-
-def generation():
-    """A counter bumped whenever a setting that plans depend on changes in this process (a budget,
-    a cost model, a backend's limits or kernels): cached calls made before are not reused."""
-    return _generation[0]
-
-
-def bump_generation():
-    _generation[0] += 1
 
 
 def default_backend():
@@ -126,3 +114,16 @@ def cache_dir():
         return base
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(xdg, "vkconvt")
+
+
+MEMORY_MODES = ("host", "device")
+
+
+def memory_mode():
+    """VKCONVT_MEMORY, checked, or None."""
+    v = _get("VKCONVT_MEMORY")
+    if v is None:
+        return None
+    if v.lower() not in MEMORY_MODES:
+        raise ValueError(f"VKCONVT_MEMORY must be one of {', '.join(MEMORY_MODES)}, got {v!r}")
+    return v.lower()

@@ -1,17 +1,20 @@
 """python -m vkconvt tune: measure this device, then remember what was fastest.
 
 1. Kernels: for each op and shape class (dense and depthwise transposed convolutions, the gemm
-   path's matrix products), every kernel variant the device can run, each with a small search
-   over its specialization constants (KERNEL_SEARCH), timed side by side (interleaved); the
-   fastest become the device's kernel choice.
+   path's matrix products), every kernel variant the device can run, each with the search over its
+   specialization constants its kernel-table entry declares (`search`), timed side by side
+   (interleaved); the fastest become the device's kernel choice. On GPUs the kernels are timed by the
+   device's own timestamps (transfers and submission costs would hide their differences); on CPU
+   devices by the wall clock.
 2. Cost model: with that choice, the direct and gemm algorithms (and the NumPy backend) are timed
-   over a calibration set that spans both regimes, and the model of `auto` is fitted.
+   over a calibration set that spans both regimes (whole calls: what `auto` chooses between), and
+   the model of `auto` is fitted.
 Both are stored in the user's cache directory, keyed by device, driver and vkconvt version
-(costmodel.cache_path); a later process loads them. About two minutes on lavapipe (the first run
-also compiles the pipelines, which Mesa then caches); --quick: only the kernels' default specs and
-a third of the calibration set.
+(costmodel.cache_path); the next plan made in this or any later process uses them (a new tuning
+file makes a new device profile; nothing live is changed). About a minute on lavapipe (the first
+run also compiles the pipelines, which Mesa then caches); --quick: only the kernels' default specs
+and a third of the calibration set.
 """
-import json
 import os
 import platform
 import sys
@@ -19,7 +22,7 @@ import time
 
 import numpy as np
 
-from . import backends, costmodel, kernels, planner, timing
+from . import backends, calls, costmodel, kernels, planner, profile, settings, timing
 from .params import Weights, params_from_shapes
 
 # (N, C_in, C_out, L_in, K, stride, padding, groups): real-layer-like shapes on both sides of the
@@ -41,21 +44,12 @@ CALIBRATION = [
 ]
 QUICK = CALIBRATION[::3]
 
-# Shape classes the kernel choice is made on: (class, op, algorithm, shapes as in CALIBRATION).
+# Shape classes the kernel choice is made on: (class, kernel op, algorithm, shapes as in CALIBRATION).
 CLASSES = [
     ("dense", "conv_transpose_1d", "direct", [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
     ("depthwise", "conv_transpose_1d", "direct", [(1, 192, 192, 2986, 12, 2, 0, 192)]),
     ("gemm", "matmul", "gemm", [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
 ]
-# Alternatives to each kernel's default spec that tune tries (full run only). Kernels whose
-# choose() derives the whole spec per piece (the GPU ones) have none.
-KERNEL_SEARCH = {
-    "conv_transpose_1d": [(8, 8, 8), (8, 8, 4)],
-    "conv_transpose_1d_sg": [(8, 8, 48, 1, 8, 0, 0, 2), (8, 8, 48, 1, 8, 0, 1, 1)],
-    "conv_transpose_1d_dw": [(8, 2, 12, 8, 2, 0)],
-    "matmul": [(8, 1, 4, 8)],
-    "matmul_sg": [(8, 32, 4, 8, 4)],
-}
 
 
 def _problems(shapes, seed=0):
@@ -68,77 +62,101 @@ def _problems(shapes, seed=0):
     return out
 
 
-def choose_kernels(be, quick=False, log=print):
-    """{op: ((name, spec), ...)}: per shape class, the fastest kernel variant (and spec) this
+def _call(plan, x, w):
+    """One call of a plan (the weights are kept, as a layer's)."""
+    return lambda: calls.execute(plan, {"x": x, "weights": w, "owner": id(w.token)})
+
+
+def _times(fns, dev, kernel_time, budget=1.0, min_runs=3, max_runs=10):
+    """Median seconds per callable, interleaved: device time (timestamps) when kernel_time, else wall."""
+    if not kernel_time:
+        return [float(np.median(t)) for t in timing.interleaved(fns, budget_s=budget, min_runs=min_runs,
+                                                                 max_runs=max_runs)]
+    out = [[] for _ in fns]
+    with settings.override(timestamps=True):
+        for fn in fns:
+            fn()                                    # records the timestamped sequences
+        for _ in range(min_runs):
+            for i, fn in enumerate(fns):
+                before = dev.device_ns
+                fn()
+                out[i].append((dev.device_ns - before) / 1e9)
+    return [float(np.median(t)) for t in out]
+
+
+def choose_kernels(device=None, quick=False, log=print):
+    """{kernel op: ((name, spec), ...)}: per shape class, the fastest kernel variant (and spec) this
     device runs, measured side by side; the portable kernel stays last as the fallback."""
+    be = backends.get("vulkan", device=device)
+    base = be.profile()
+    kernel_time = base.device_class == "gpu" and be.device.timestamps
     winners = {}
     for cls, op, algo, shapes in CLASSES:
         problems = _problems(shapes)
-        cands = []
-        for kern in kernels.variants(op):
-            specs = [tuple(kern.defaults[be.device_class])] + ([] if quick else KERNEL_SEARCH.get(kern.name, []))
-            for spec in specs:
-                loc_ok = all(kern.supported(be.kernel_device, spec) for _ in problems)
-                if loc_ok:
-                    cands.append((kern.name, spec))
         timed = []
-        saved = be.choice
-        for name, spec in cands:
-            be.choice = dict(saved, **{op: ((name, spec),) + kernels.only(kernels.FALLBACK[op], be.device_class)})
-            plans = [planner.make_plan(p, algo, "vulkan", be.index, be.max_buffer_bytes) for _, _, p in problems]
-            used = {d.kernel for pl in plans for st in pl.schedule.steps for d in st.dispatches}
-            if name not in used:
-                continue            # the variant does not take this class (e.g. dw on dense layers)
-            fns = [lambda pl=pl, x=x, w=w: be.conv_transpose1d(pl, x, w) for (x, w, _), pl in zip(problems, plans)]
-            for f in fns:
-                f()                 # compile the pipelines before timing
-            timed.append(((name, spec), fns))
-        be.choice = saved
+        for kern in kernels.variants(op):
+            specs = [kern.defaults[base.device_class]] + ([] if quick else kern.search_specs(base.device_class)[1:])
+            for spec in specs:
+                if not kern.supported(base.kernel_device, spec):
+                    continue
+                entry = ((kern.name, spec),) + kernels.only(kernels.FALLBACK[op], base.device_class)
+                with settings.override(kernels={op: entry}):
+                    plans = [planner.make_plan("conv_transpose1d", p, algo, "vulkan", device, kept=True)
+                             for _, _, p in problems]
+                used = {d.kernel for pl in plans for st in pl.schedule.steps for d in st.dispatches}
+                if kern.name not in used:
+                    continue            # the variant does not take this class (e.g. dw on dense layers)
+                fns = [_call(pl, x, w) for (x, w, _), pl in zip(problems, plans)]
+                for f in fns:
+                    f()                 # compile the pipelines before timing
+                timed.append(((kern.name, spec), lambda fs=fns: [f() for f in fs]))
         if not timed:
             continue
-        times = timing.interleaved([lambda fs=fs: [f() for f in fs] for _, fs in timed], budget_s=1.0, min_runs=3,
-                                   max_runs=10)
-        medians = [float(np.median(t)) for t in times]
+        medians = _times([f for _, f in timed], be.dev, kernel_time)
         best = int(np.argmin(medians))
         winners[cls] = timed[best][0]
-        log(f"  {cls:9s} " + "  ".join(f"{n}{tuple(s)} {m * 1e3:.1f} ms" + (" *" if i == best else "")
+        log(f"  {cls:9s} " + "  ".join(f"{n}{planner.spec_text(n, s)} {m * 1e3:.2f} ms" + (" *" if i == best else "")
                                        for i, ((n, s), m) in enumerate(zip([c for c, _ in timed], medians))))
         be.dev.clear()
-    choice = dict(be.choice)
-    conv = [winners[c] for c in ("depthwise", "dense") if c in winners]
-    conv = list(dict.fromkeys(conv))
+    choice = base.choice
+    conv = list(dict.fromkeys(winners[c] for c in ("depthwise", "dense") if c in winners))
     if conv:
         choice["conv_transpose_1d"] = tuple(conv) + kernels.only(kernels.FALLBACK["conv_transpose_1d"],
-                                                                  be.device_class)
+                                                                  base.device_class)
     if "gemm" in winners:
-        choice["matmul"] = (winners["gemm"],) + kernels.only(kernels.FALLBACK["matmul"], be.device_class)
+        choice["matmul"] = (winners["gemm"],) + kernels.only(kernels.FALLBACK["matmul"], base.device_class)
     return {op: tuple(dict.fromkeys(entries)) for op, entries in choice.items()}
 
 
-def calibrate(device=None, shapes=CALIBRATION, log=print):
-    """Time direct and gemm (and NumPy) over `shapes` with the backend's kernel choice; fit."""
+def calibrate(device=None, shapes=CALIBRATION, choice=None, log=print):
+    """Time direct and gemm (and NumPy) over `shapes` with the kernel choice; fit the cost model."""
     be = backends.get("vulkan", device=device)
-    nb = backends.get("numpy")
-    budget = be.max_buffer_bytes
+    override = {} if choice is None else {"kernels": {op: entries for op, entries in choice.items()}}
     vk_rows, vk_times, np_rows, np_times = [], [], [], []
     problems = _problems(shapes)
+    kernel_time = be.profile().device_class == "gpu" and be.device.timestamps
+    op = "conv_transpose1d"
     # Vulkan first, direct and gemm interleaved; NumPy in a pass of its own afterwards, since its
     # BLAS threads keep spinning after each call and would slow the Vulkan timings on 2 cores.
-    for i, (x, w, p) in enumerate(problems):
-        plans = [planner.make_plan(p, a, "vulkan", device, budget) for a in ("direct", "gemm")]
-        fns = [lambda pl=pl: be.conv_transpose1d(pl, x, w) for pl in plans]
-        times = timing.interleaved(fns, budget_s=1.0, min_runs=5, max_runs=15)
-        line = [f"  [{i + 1}/{len(problems)}] {p.tag():44s}"]
-        for pl, ts in zip(plans, times):
-            vk_rows.append(costmodel.features(pl.schedule))
-            vk_times.append(float(np.median(ts)))
-            line.append(f"{pl.algorithm} {vk_times[-1] * 1e3:8.2f} ms")
-        be.dev.clear()
-        log("  ".join(line))
+    with settings.override(**override):
+        for i, (x, w, p) in enumerate(problems):
+            plans = [planner.make_plan(op, p, a, "vulkan", device, be.device.max_storage_buffer_range)
+                     for a in ("direct", "gemm")]
+            fns = [_call(pl, x, w) for pl in plans]
+            times = timing.interleaved(fns, budget_s=1.0, min_runs=5, max_runs=15)
+            line = [f"  [{i + 1}/{len(problems)}] {p.tag():44s}"]
+            kernel = _times(fns, be.dev, True, min_runs=2) if kernel_time else None
+            for j, (pl, ts) in enumerate(zip(plans, times)):
+                vk_rows.append(costmodel.features(pl.schedule, kept=False))
+                vk_times.append(float(np.median(ts)))
+                line.append(f"{pl.algorithm} {vk_times[-1] * 1e3:8.2f} ms"
+                            + (f" (kernels {kernel[j] * 1e3:.2f})" if kernel else ""))
+            be.dev.clear()
+            log("  ".join(line))
     for x, w, p in problems:
-        pl = planner.make_plan(p, "direct", "numpy")
-        (ts,) = timing.interleaved([lambda: nb.conv_transpose1d(pl, x, w)], 0.3, 3, 9)
-        np_rows.append(costmodel.numpy_features(p))
+        pl = planner.make_plan(op, p, "direct", "numpy")
+        (ts,) = timing.interleaved([_call(pl, x, w)], 0.3, 3, 9)
+        np_rows.append(pl.op.numpy_features(p))
         np_times.append(float(np.median(ts)))
     vk_coef, vk_fit = costmodel.fit(vk_rows, vk_times)
     np_coef, np_fit = costmodel.fit(np_rows, np_times, costmodel.NUMPY_FEATURES)
@@ -148,19 +166,25 @@ def calibrate(device=None, shapes=CALIBRATION, log=print):
                        "api_version": info.api_version},
             "vkconvt": __version__, "cpu": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "kernels": {op: [[name, list(spec)] for name, spec in entries] for op, entries in be.choice.items()},
+            "kernels": {op_: [[name, list(spec)] for name, spec in entries]
+                        for op_, entries in (choice or be.profile().choice).items()},
             "vulkan": vk_coef, "numpy": np_coef, "fit": {"vulkan": vk_fit, "numpy": np_fit}}
 
 
-def writable(path):
-    """None if a file can be written at path (its folder created if needed), else why not."""
+def writable(path, need_bytes=1 << 20):
+    """None if a file can be written at path (its folder created if needed), else why not: a fresh
+    temporary file is made and removed (no fixed name is opened, nothing is followed), and the
+    folder must have room for need_bytes."""
+    import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".vkconvt-write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
+        fd, probe = tempfile.mkstemp(prefix=".vkconvt-write-test-", dir=folder)
+        os.close(fd)
         os.unlink(probe)
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < need_bytes:
+            return f"{folder} has less than {need_bytes} bytes free"
     except OSError as exc:
         return f"cannot write to {folder}: {exc.strerror or exc}"
     return None
@@ -176,18 +200,19 @@ def run(args):
     shapes = QUICK if args.quick else CALIBRATION
     start = time.perf_counter()
     print(f"tuning {be.describe()}")
-    print("kernels (median of the class's shapes, interleaved; * = chosen):", flush=True)
-    be.choice = choose_kernels(be, quick=args.quick)
-    print("chosen: " + "; ".join(f"{op}: " + ", ".join(f"{n}{tuple(s)}" for n, s in entries)
-                                 for op, entries in be.choice.items()))
-    print(f"cost model ({len(shapes)} shapes):", flush=True)
-    data = calibrate(args.device, shapes)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        path = args.out
-    else:
-        path = costmodel.save(be.device, data)
+    how = "device timestamps" if be.profile().device_class == "gpu" and be.device.timestamps else "wall clock"
+    print(f"kernels (median of the class's shapes, {how}, interleaved; * = chosen):", flush=True)
+    choice = choose_kernels(args.device, quick=args.quick)
+    print("chosen: " + "; ".join(f"{op}: " + ", ".join(f"{n}{planner.spec_text(n, s)}" for n, s in entries)
+                                 for op, entries in choice.items()))
+    print(f"cost model ({len(shapes)} shapes; whole calls, wall clock):", flush=True)
+    data = calibrate(args.device, shapes, choice)
+    try:
+        path = costmodel.save(be.device, data, args.out)
+    except OSError as exc:
+        print(f"tune: could not save the tuning file: {exc}", file=sys.stderr)
+        return 2
+    profile.load(be.device)          # the new profile: later plans in this process use it
     fits = data["fit"]
     print(f"fit: vulkan median relative error {fits['vulkan']['median_rel_err']:.1%} "
           f"(max {fits['vulkan']['max_rel_err']:.1%}), numpy {fits['numpy']['median_rel_err']:.1%} "

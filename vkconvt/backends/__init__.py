@@ -6,9 +6,9 @@
 Default: the call's backend=, else VKCONVT_BACKEND, else "vulkan" when a Vulkan device exists,
 else "numpy". "auto" (the call's or VKCONVT_BACKEND's) lets the planner pick the faster one.
 
-Every backend offers the same calls: conv_transpose1d(plan, x, weights) with the planner's
-ConvPlan and a params.Weights, matmul(a, b), col2im_1d(col, stride, padding, dilation,
-output_padding, bias), describe().
+Every backend offers the same few calls, whatever the op: run(plan, schedule, args, wait) executes a
+planned schedule (the NumPy backend computes the op's reference instead), release() frees what it
+caches, describe(). Backends execute plans; they never plan.
 """
 import functools
 import importlib
@@ -23,7 +23,8 @@ _MODULES = {"vulkan": "vkconvt.backends.vulkan", "numpy": "vkconvt.backends.nump
 _instances = {}
 _lock = threading.Lock()
 
-__all__ = ["BackendUnavailable", "available", "get", "resolve_name", "requested", "vulkan_reason", "NAMES"]
+__all__ = ["BackendUnavailable", "available", "get", "resolve_name", "requested", "vulkan_reason", "NAMES",
+           "device_info"]
 
 
 def _module(name):
@@ -61,18 +62,27 @@ def get(name=None, device=None):
     name = resolve_name(name)
     if name == "vulkan":
         # one backend object per physical device, however it was named (0, "0", "llvmpipe", None)
-        from ..device import resolve_device
-        try:
-            device = resolve_device(device).index
-        except (ValueError, TypeError):
-            raise
-        except Exception as exc:
-            raise BackendUnavailable(name, str(exc)) from exc
+        device = device_info(device).index
     key = (name, device)
     with _lock:
         if key not in _instances:
             _instances[key] = _module(name).create(device)
         return _instances[key]
+
+
+def device_info(device=None):
+    """The Vulkan DeviceInfo a device argument names (an index, a name substring, None: the default);
+    BackendUnavailable when Vulkan cannot run here."""
+    reason = vulkan_reason()
+    if reason is not None:
+        raise BackendUnavailable("vulkan", reason)
+    from ..vulkan.device import resolve_device
+    try:
+        return resolve_device(device)
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:
+        raise BackendUnavailable("vulkan", str(exc)) from exc
 
 
 @functools.lru_cache(maxsize=1)

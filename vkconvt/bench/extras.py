@@ -13,7 +13,7 @@ import numpy as np
 
 import vkconvt
 from .. import timing
-from .measure import MAX_RUNS, TOL, _fill, _judge
+from .judge import MAX_RUNS, TOL, _fill, _judge
 
 TOL16 = 1e-6        # normalised MSE of a float16 result (tests/cases.py TOL["float16"])
 SLOPE = 0.1         # HiFi-GAN's LRELU_SLOPE
@@ -41,9 +41,10 @@ def _time(runs, budget):
 def _vulkan(be, rec, run):
     be.dev.clear()
     be.dev.reset_peak()
-    out = run()
+    with vkconvt.trace() as runs:
+        out = run()
     rec["peak_bytes"] = be.dev.peak_bytes
-    rec["workspace_bytes"] = be.last_run.workspace_bytes
+    rec["workspace_bytes"] = runs[-1][2].workspace_bytes if runs and runs[-1][2] is not None else 0
     return out
 
 
@@ -95,9 +96,10 @@ def activation_case(case, args, be, worker):
         rec = dict(impl=name, library="vkconvt", device=be.dev.info.name, algorithm="auto", status="ok", tag=tag,
                    flops=flops)
         def first(rec=rec, run=run, name=name):
-            out = run()
+            with vkconvt.trace() as ran:
+                out = run()
             if name == "vkconvt-fused":
-                rec["chosen"] = "fused" if be.last_run.schedule.fused else "host"
+                rec["chosen"] = "fused" if ran[-1][2].info.get("fused") else "host"
             return out
         _check(rec, run, first, ref if name != "vkconvt-plain" else None, TOL, records, runs)
     _time(runs, args.budget)

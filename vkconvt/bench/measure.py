@@ -12,12 +12,8 @@ import numpy as np
 
 import vkconvt
 from .. import timing
-from ..metrics import nmse
-
-TOL = 1e-7          # normalised MSE against the NumPy backend
-TOL_TF32 = 1e-5     # TF32 rounds the operands to 10 mantissa bits
-MAX_RUNS = 50
-
+from . import extras
+from .judge import MAX_RUNS, TOL, TOL_TF32, _fill, _judge
 
 @dataclass
 class Impl:
@@ -61,18 +57,6 @@ def implementations(conv, be, device, torch_info):
     return impls
 
 
-def _judge(rec, out, ref, tol):
-    rec["nmse"] = 0.0 if ref is None else nmse(out, ref)
-    if not np.isfinite(out).all():
-        rec.update(status="non-finite", error="the result has NaN or Inf")
-    elif rec["nmse"] > tol:
-        rec.update(status="wrong", error=f"normalised MSE {rec['nmse']:.3g} > {tol:g}")
-
-
-def _fill(rec, times):
-    rec.update(runs=len(times), median_s=float(np.median(times)), min_s=min(times), std_s=float(np.std(times)))
-
-
 def check(impl, arrays, hyper, ref, be, worker=None, budget=0.3):
     """Warm-up call of one implementation, checked against the reference (None: this is the
     reference). Returns (record fields, output, run); run is None when the result is not ok or
@@ -95,12 +79,18 @@ def check(impl, arrays, hyper, ref, be, worker=None, budget=0.3):
             dev.clear()          # drop cached plans so that this algorithm's peak memory is its own
             dev.reset_peak()
         t0 = time.perf_counter()
-        out = run()
+        with vkconvt.trace() as runs:
+            out = run()
         rec["first_s"] = time.perf_counter() - t0
         if dev is not None:
             rec["peak_bytes"] = dev.peak_bytes
+            sched = runs[-1][2] if runs else None
             if len(arrays) == 3:
-                rec["workspace_bytes"] = be.last_run.workspace_bytes
+                rec["workspace_bytes"] = sched.workspace_bytes if sched is not None else 0
+            before = dict(dev.counters)
+            run()                # one more call, counted: what a repeated call costs the device
+            for k in ("submissions", "fence_waits", "bytes_up", "bytes_down"):
+                rec[k] = dev.counters[k] - before[k]
         _judge(rec, out, ref, impl.tol)
         return rec, out, (run if rec["status"] == "ok" else None)
     except Exception as exc:  # one failing case or implementation must not stop the run
@@ -121,18 +111,17 @@ def time_runs(entries, budget, be=None):
         _fill(rec, ts)
     if be is None or not be.dev.info.timestamps:
         return
-    be.collect_timestamps = True
-    try:
+    dev = be.dev
+    with vkconvt.settings.override(timestamps=True):
         for rec, run in entries:
             if rec.get("workspace_bytes") is None:
                 continue
             ns = []
             for _ in range(3 if rec["median_s"] < budget else 1):
+                before = dev.device_ns
                 run()
-                ns.append(be.last_run.device_ns)
+                ns.append(dev.device_ns - before)
             rec["device_median_s"] = float(np.median(ns)) / 1e9 or None
-    finally:
-        be.collect_timestamps = False
 
 
 def bench_case(case, index, suite, args, be, worker):
@@ -140,7 +129,6 @@ def bench_case(case, index, suite, args, be, worker):
     if case.kind == "overhead":
         return [{**base, **rec} for rec in overhead_case(case, be)]
     if case.kind in ("float16", "activation"):
-        from . import extras
         if be is None:
             return [dict(base, impl="-", status="error", error="no Vulkan device")]
         try:
@@ -187,15 +175,16 @@ def overhead_case(case, be):
     dispatch of a trivial shader, measured side by side in this process."""
     if be is None:
         return [dict(impl="-", status="error", error="no Vulkan device")]
-    from ..kernels import MatmulLocal
+    from ..kernels import KERNELS, MatmulLocal
     from ..schedule import make_dispatch
     (x, w, b), _, tag = case.build(1, seed=0)
     hyper = case.hyper()
     layer = vkconvt.ConvTranspose1d(w, b, *hyper, backend="vulkan")
     call = lambda: vkconvt.conv_transpose1d(x, w, b, *hyper, backend="vulkan")  # noqa: E731
     dev = be.dev
-    tensors = [dev.buffer(f"trivial_{r}", 1) for r in "abc"]
-    d = make_dispatch("matmul", MatmulLocal(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0), (1, 1, 1, 1), be.limits())
+    tensors = [dev.buffer(f"trivial_{r}", 1, "host") for r in "abc"]
+    d = make_dispatch("matmul", MatmulLocal(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0), KERNELS["matmul"].make_spec((1, 1, 1, 1)),
+                      ("a", "b", "c"))
     seq = dev.sequence([dev.kp.OpAlgoDispatch(dev.algorithm("matmul", tensors, d.spec, d.push(), 1), d.push())])
     ref = vkconvt.conv_transpose1d(x, w, b, *hyper, backend="numpy")
     records = []

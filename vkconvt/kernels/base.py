@@ -1,11 +1,23 @@
 """What every kernel entry is made of: the Kernel record, the piece-local problems, small helpers."""
+import collections
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 DEVICE_CLASSES = ("cpu", "gpu")     # lavapipe/llvmpipe-like devices, and real GPUs
+
+
+def device_class(info):
+    """'cpu' for CPU devices (llvmpipe-like: lanes are SIMD lanes of a CPU), else 'gpu'."""
+    return "cpu" if info.type == "cpu" else "gpu"
+
+
+def device_of(info):
+    """The kernels.Device (what a kernel's spec choice may depend on) of a vkinfo.DeviceInfo."""
+    return Device(device_class(info), info.max_shared_memory, info.max_workgroup_invocations, info.subgroup_size,
+                  info.subgroup_ops)
 
 
 def cdiv(a, b):
@@ -121,9 +133,12 @@ def no_margins(loc, spec):
 
 @dataclass(frozen=True)
 class Kernel:
-    """One shader: shaders/<name>.comp -> vkconvt/spv/<name>.spv -> KERNELS[name]."""
+    """One shader: shaders/<name>.comp -> vkconvt/spv/<name>.spv -> KERNELS[name].
+
+    A spec (the specialization constants' values) is a record, `kernel.Spec`, with one named field
+    per constant in constant_id order (a namedtuple: hashable, and packed in that order)."""
     name: str
-    op: str                                 # conv_transpose_1d, matmul or col2im_1d
+    op: str                                 # the kernel op it computes: conv_transpose_1d, matmul, col2im_1d, ...
     push: Tuple[str, ...]                   # Push block fields in order (grid_x/y/z last)
     spec: Tuple[str, ...]                   # specialization constants, constant_id order
     defaults: Dict[str, Tuple[int, ...]]    # device class -> spec values
@@ -147,6 +162,17 @@ class Kernel:
     align: int = 1                          # matmul kernels: operand rows a multiple of this many elements
     storage: str = "float32"                # element type of the inputs and the column buffer in memory
     source: str = ""                        # the shader it is compiled from, when not <name>.comp
+    # tune's search: specs tried besides the defaults (dicts of the fields that differ from them)
+    search: Tuple[dict, ...] = ()
+    # The float16 twin (the same source built with VKCONVT_F16=1): None when the kernel has none,
+    # else the fields the twin changes (e.g. a larger `align`, a `choose` wrapper).
+    f16: Optional[dict] = field(default_factory=dict)
+    ranges: Dict[str, Tuple[int, int]] = field(default_factory=dict)   # per spec field: [lo, hi] accepted
+    spv_path: str = ""                      # a module outside vkconvt/spv (a kernel registered at run time)
+
+    def __post_init__(self):
+        object.__setattr__(self, "Spec", collections.namedtuple(f"{self.name}_spec", self.spec))
+        object.__setattr__(self, "defaults", {c: self.Spec(*v) for c, v in self.defaults.items()})
 
     @property
     def spv(self):
@@ -154,8 +180,19 @@ class Kernel:
 
     @property
     def shader(self):
-        """shaders/<shader>.comp (shaders/variants.txt compiles twins from their base's source)."""
+        """shaders/<shader>.comp (a float16 twin is compiled from its base's source)."""
         return self.source or self.name
+
+    def make_spec(self, values):
+        """A Spec from a sequence in constant_id order or a {field: value} mapping."""
+        if isinstance(values, dict):
+            return self.Spec(**values)
+        return self.Spec(*values)
+
+    def search_specs(self, device_class):
+        """The default spec of a device class, then tune's alternatives."""
+        base = self.defaults[device_class]
+        return [base] + [base._replace(**alt) for alt in self.search]
 
     def supported(self, dev, spec=None):
         """Whether a device (a Device, or anything with its fields) can run this kernel with spec."""
@@ -167,7 +204,8 @@ class Kernel:
 
     def spec_for(self, loc, base, dev):
         """The spec this kernel runs piece `loc` with, or None when it cannot (or the device cannot)."""
-        spec = tuple(base) if self.choose is None else self.choose(loc, tuple(base), dev)
-        if spec is None or not self.supported(dev, spec):
+        spec = tuple(base) if self.choose is None else self.choose(loc, self.make_spec(base), dev)
+        if spec is None:
             return None
-        return tuple(spec)
+        spec = self.make_spec(spec)
+        return spec if self.supported(dev, spec) else None

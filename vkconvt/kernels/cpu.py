@@ -123,7 +123,8 @@ CONV_SG = Kernel(
               ("out", "(nb, G*cog, tw)")),
     setup=sg_setup, work=sg_work, choose=sg_choose, safe=sg_safe, pack_weights=sg_weights,
     w_floats=lambda loc, spec: loc.G * loc.K * _sg_pads(loc, spec)[0] * _sg_pads(loc, spec)[1],
-    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[4], invocations=lambda spec: spec[0])
+    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec.sg, invocations=lambda spec: spec.wg,
+    search=(dict(pair=0), dict(cip=1)), ranges=dict(edge_select=(0, 1), pair=(0, 1), cip=(1, 2), ci=(1, 2)))
 
 
 # ------------------------------------------------------------------------------- conv_transpose_1d_dw
@@ -206,7 +207,8 @@ CONV_DW = Kernel(
     defaults={"cpu": (8, 2, 12, 16, 2, 0), "gpu": (64, 2, 12, 16, 2, 0)},
     bindings=(("x", "(nb, G, ldx)"), ("w", "(G, KP)"), ("bias", "(G,) or (1,) unused"), ("out", "(nb, G, tw)")),
     setup=dw_setup, work=dw_work, choose=dw_choose, safe=dw_safe, x_layout=dw_x_layout, pack_weights=dw_weights,
-    w_floats=lambda loc, spec: loc.G * round_up(loc.K, 4), invocations=lambda spec: spec[0])
+    w_floats=lambda loc, spec: loc.G * round_up(loc.K, 4), invocations=lambda spec: spec.wg,
+    search=(dict(p=8),), ranges=dict(s=(0, 16), edge_select=(0, 1), ov=(1, 4)))
 
 
 # ------------------------------------------------------------------------------- matmul_sg
@@ -228,5 +230,6 @@ MATMUL_SG = Kernel(
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg", "tm", "tn", "sg", "kk"),
     defaults={"cpu": (8, 64, 4, 8, 4), "gpu": (32, 64, 4, 32, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_sg_setup, work=matmul_sg_work, subgroup_ops=SHUFFLE,
-    min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0], align=4)
+    min_subgroup=lambda spec: spec.sg, invocations=lambda spec: spec.wg, align=4,
+    search=(dict(tm=32),), f16=dict(align=4))
 

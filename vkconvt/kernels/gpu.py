@@ -136,7 +136,7 @@ CONV_TILED = Kernel(
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, K, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, tw)")),
     setup=conv_setup, work=conv_work, choose=conv_choose, safe=lambda spec: spec[:6] + (1,),
     pack_weights=conv_weights, w_floats=lambda loc, spec: loc.G * loc.K * loc.cig * round_up(loc.cog, 4),
-    shared_bytes=conv_shared, invocations=lambda spec: spec[0] * spec[1])
+    shared_bytes=conv_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, ranges=dict(masked=(0, 1)))
 
 
 # ------------------------------------------------------------------------------- matmul_tiled
@@ -195,4 +195,4 @@ MATMUL_TILED = Kernel(
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
     defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 8, 2, 16)},
     bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
-    shared_bytes=matmul_shared, invocations=lambda spec: spec[0] * spec[1])
+    shared_bytes=matmul_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, f16=dict(align=4))

@@ -49,10 +49,19 @@ CONV = Kernel(
     defaults={"cpu": (8, 16, 8), "gpu": (64, 4, 4)},
     bindings=(("x", "(nb, G*cig, lw)"), ("w", "(G*cig, cog, K)"), ("bias", "(G*cog,) or (1,) unused"),
               ("out", "(nb, G*cog, tw)")),
-    setup=direct_setup, work=direct_work, choose=direct_choose, invocations=lambda spec: spec[0])
+    setup=direct_setup, work=direct_work, choose=direct_choose, invocations=lambda spec: spec.wg,
+    search=(dict(tc=8), dict(tc=8, tt=4)))
 
 
 # ------------------------------------------------------------------------------- matmul
+def _even_tn(choose):
+    """The portable matmul's float16 twin stores C two columns per 32-bit word: TN must be even."""
+    def wrapped(loc, spec, dev):
+        spec = spec if choose is None else choose(loc, spec, dev)
+        return None if spec is None else spec._replace(tn=spec.tn + spec.tn % 2)
+    return wrapped
+
+
 def matmul_setup(loc, spec):
     wx, wy, tm, tn = spec
     fields = dict(M=loc.M, N=loc.N, K=loc.K, lda=loc.lda, ldb=loc.ldb, ldc=loc.ldc, a_batch_mod=loc.a_batch_mod,
@@ -74,7 +83,8 @@ MATMUL = Kernel(
     summary="portable register-blocked matmul: a TM x TN tile of C per invocation",
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn"),
     defaults={"cpu": (8, 1, 8, 8), "gpu": (16, 16, 4, 4)},
-    bindings=MATMUL_BINDINGS, setup=matmul_setup, work=matmul_work, invocations=lambda spec: spec[0] * spec[1])
+    bindings=MATMUL_BINDINGS, setup=matmul_setup, work=matmul_work, invocations=lambda spec: spec.wg_x * spec.wg_y,
+    search=(dict(tm=4),), f16=dict(align=2, choose_wrapper=lambda choose: _even_tn(choose)))
 
 
 # ------------------------------------------------------------------------------- col2im_1d
@@ -101,7 +111,7 @@ COL2IM = Kernel(
     signed=("pad",), floats=("act_slope",), spec=("wg",),
     defaults={"cpu": (64,), "gpu": (64,)},
     bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
-    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec[0])
+    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg)
 
 
 # ------------------------------------------------------------------------------- to_float16
@@ -121,4 +131,5 @@ TO_FLOAT16 = Kernel(
     summary="a float16 call's output rounded once to packed halves on the device (4 per invocation)",
     push=("n",) + GRID, spec=("wg",), defaults={"cpu": (256,), "gpu": (256,)},
     bindings=(("src", "(n,)"), ("dst", "(n,) as halves")),
-    setup=to_float16_setup, work=lambda loc, spec, grid: {"out": float(loc.n)}, invocations=lambda spec: spec[0])
+    setup=to_float16_setup, work=lambda loc, spec, grid: {"out": float(loc.n)}, invocations=lambda spec: spec.wg,
+    f16=None)

@@ -10,9 +10,9 @@ import hashlib
 import json
 import os
 
-from . import kernels
+from .. import kernels
 
-SPV_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spv")
+SPV_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spv")
 MANIFEST = os.path.join(SPV_DIR, "manifest.json")
 MAGIC = b"\x03\x02\x23\x07"
 REBUILD = "reinstall vkconvt, or run `python scripts/compile_shaders.py` in its source tree"
@@ -60,16 +60,27 @@ def check(name):
 
 
 def spirv(name):
-    """The checked SPIR-V of kernel `name` (read and checked once per process)."""
+    """The checked SPIR-V of kernel `name` (read and checked once per process). A kernel registered at
+    run time with its own module (Kernel.spv_path) is checked to be whole SPIR-V."""
     if name not in _cache:
-        _cache[name] = check(name)
+        own = getattr(kernels.KERNELS.get(name), "spv_path", "")
+        if own:
+            with open(own, "rb") as f:
+                data = f.read()
+            if len(data) < 20 or len(data) % 4 or data[:4] != MAGIC:
+                raise ShaderError(f"SPIR-V module {own} of kernel {name} is not a whole SPIR-V module")
+            _cache[name] = data
+        else:
+            _cache[name] = check(name)
     return _cache[name]
 
 
 def problems():
     """Why the modules cannot be used ([] when every kernel's module is whole)."""
     out = []
-    for name in kernels.KERNELS:
+    for name, kern in kernels.KERNELS.items():
+        if kern.spv_path:
+            continue
         try:
             spirv(name)
         except ShaderError as exc:

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Tuple
 
-from . import env
+from .. import env
 
 u32, i32, u64, f32, u8 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c_float, ctypes.c_uint8
 
@@ -141,6 +141,7 @@ class DeviceInfo:
     heaps: Tuple[Tuple[int, bool], ...] = field(default=())   # (bytes, device_local)
     subgroup_size: int = 1
     subgroup_ops: Tuple[str, ...] = ()     # subgroup operations compute shaders may use
+    memory_types: Tuple[Tuple[int, int], ...] = field(default=())   # (VkMemoryPropertyFlags, heap index)
 
     @property
     def device_local_bytes(self) -> int:
@@ -208,6 +209,8 @@ def list_devices() -> Tuple[DeviceInfo, ...]:
             lib.vkGetPhysicalDeviceMemoryProperties(ctypes.c_void_p(h), ctypes.byref(mem))
             heaps = tuple((int(mem.memoryHeaps[j].size), bool(mem.memoryHeaps[j].flags & 1))
                           for j in range(mem.memoryHeapCount))
+            types = tuple((int(mem.memoryTypes[j].propertyFlags), int(mem.memoryTypes[j].heapIndex))
+                          for j in range(mem.memoryTypeCount))
             lim = p.limits
             out.append(DeviceInfo(
                 index=i, name=p.deviceName.decode(errors="replace"),
@@ -222,7 +225,7 @@ def list_devices() -> Tuple[DeviceInfo, ...]:
                 max_shared_memory=int(lim.maxComputeSharedMemorySize),
                 timestamp_period_ns=float(lim.timestampPeriod),
                 timestamps=bool(lim.timestampComputeAndGraphics), heaps=heaps, subgroup_size=sg_size,
-                subgroup_ops=sg_ops))
+                subgroup_ops=sg_ops, memory_types=types))
         return tuple(out)
     finally:
         lib.vkDestroyInstance(inst, None)

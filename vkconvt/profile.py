@@ -1,0 +1,147 @@
+"""A device as the planner sees it: an immutable `DeviceProfile` (limits, kernel choice, cost model).
+
+The planner reads a profile and returns a plan; backends execute plans and never plan; `tune`
+measures, writes a new tuning file and the next profile loaded reflects it. A profile is made
+once per device, driver and tuning file (`load`, keyed by those values), and settings overrides
+(settings.py) make a new profile value (`current`), so every cache keyed on a profile is right
+without invalidation. `for_limits` makes a profile for a device that is not here (a table of
+published limits, RADV's null device): the planner and spec choice run on it without a device.
+"""
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+from . import costmodel, kernels, settings
+from .kernels import device_class
+from .schedule import Limits
+
+__all__ = ["DeviceProfile", "current", "load", "for_limits", "device_class", "epoch"]
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    index: Optional[int]                  # the Vulkan device index (None: a device not present)
+    name: str
+    device_class: str
+    kernel_device: kernels.Device
+    max_buffer_bytes: int
+    choice_items: tuple                   # ((kernel op, ((kernel name, spec), ...)), ...)
+    cost_items: tuple                     # (("vulkan", ((feature, seconds), ...)), ("numpy", ...))
+    source: str = ""                      # where the choice and cost model came from
+    tuned: bool = False                   # from `tune` on this device (else shipped defaults)
+    device_local_bytes: int = 0
+    describe: str = ""
+    settings: tuple = ()                  # the overrides applied to it
+
+    @property
+    def limits(self):
+        return Limits(self.max_buffer_bytes, self.kernel_device)
+
+    @property
+    def choice(self):
+        return dict(self.choice_items)
+
+    @property
+    def cost(self):
+        return {part: dict(coef) for part, coef in self.cost_items}
+
+    def with_settings(self, overrides):
+        """This profile with settings overrides applied (kernels, max_buffer_bytes, limits)."""
+        if not overrides:
+            return self
+        ov = dict(overrides)
+        prof = self
+        if "limits" in ov:
+            prof = dataclasses.replace(prof, kernel_device=dataclasses.replace(prof.kernel_device, **dict(ov["limits"])))
+        if "max_buffer_bytes" in ov:
+            prof = dataclasses.replace(prof, max_buffer_bytes=min(prof.max_buffer_bytes, ov["max_buffer_bytes"]))
+        if "kernels" in ov:
+            choice = prof.choice
+            for op, entry in ov["kernels"]:
+                choice[op] = (kernels.only(entry, prof.device_class) if isinstance(entry, str)
+                              else tuple((n, kernels.KERNELS[n].make_spec(s)) for n, s in entry))
+            prof = dataclasses.replace(prof, choice_items=_items(choice))
+        return dataclasses.replace(prof, settings=overrides)
+
+
+def _items(choice):
+    return tuple(sorted((op, tuple((n, kernels.KERNELS[n].make_spec(s)) for n, s in entries))
+                        for op, entries in choice.items()))
+
+
+def _cost_items(coef):
+    return tuple(sorted((part, tuple(sorted(c.items()))) for part, c in coef.items() if isinstance(c, dict)
+                        and part in ("vulkan", "numpy", "defaults")))
+
+
+def make_choice(device_class, kernel_device, tuned):
+    """The kernels `tune` chose on this device (when its stored model has them and this device runs
+    them), else the device class's defaults; the portable kernels stay as the fallback."""
+    choice = kernels.default_choice(device_class)
+    for op, entries in (tuned or {}).items():
+        keep = tuple((n, kernels.KERNELS[n].make_spec(s)) for n, s in entries
+                     if kernels.KERNELS[n].supported(kernel_device, kernels.KERNELS[n].make_spec(s)))
+        if keep and op in choice:
+            choice[op] = tuple(dict.fromkeys(keep + kernels.only(kernels.FALLBACK[op], device_class)))
+    return choice
+
+
+_loaded = {}
+_lock = threading.Lock()
+_epoch = [0]
+
+
+def epoch():
+    """How many device profiles this process has loaded: a new tuning file makes a new profile, and
+    the call cache keys on this count, so no call made under the old profile is reused."""
+    return _epoch[0]
+
+
+def load(info):
+    """The profile of a present device (a vulkan.vkinfo.DeviceInfo): its limits, the tuned kernel
+    choice and cost model where `tune` stored them for this device, driver and version, else the
+    shipped defaults. Cached per device and tuning file (its path, size and modification time)."""
+    path = costmodel.cache_path(info)
+    try:
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        stamp = None
+    key = (info, stamp)
+    with _lock:
+        prof = _loaded.get(key)
+    if prof is not None:
+        return prof
+    data, src = costmodel.load(info, stamp)
+    cls = device_class(info)
+    kdev = kernels.device_of(info)
+    tuned = costmodel.tuned_choice(data, kdev)
+    prof = DeviceProfile(info.index, info.name, cls, kdev, info.max_storage_buffer_range,
+                         _items(make_choice(cls, kdev, tuned)), _cost_items(data), src, src == path,
+                         info.device_local_bytes, info.describe())
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = prof
+            _epoch[0] += 1
+        prof = _loaded[key]
+    return prof
+
+
+def current(info):
+    """The profile of device `info` with the settings overrides in force."""
+    return load(info).with_settings(settings.current())
+
+
+def for_limits(device_class="gpu", max_shared_bytes=49152, max_invocations=1024, subgroup_size=32,
+               subgroup_ops=("basic", "vote", "arithmetic", "ballot", "shuffle", "shuffle_relative", "clustered",
+                             "quad"), max_buffer_bytes=1 << 30, name="hypothetical", device_local_bytes=8 << 30):
+    """A profile of a device that is not here, from its published limits, with the shipped defaults
+    of its class (planning and spec choice need no device)."""
+    kdev = kernels.Device(device_class, int(max_shared_bytes), int(max_invocations), int(subgroup_size),
+                          tuple(subgroup_ops))
+    data, src = costmodel.shipped("lavapipe" if device_class == "cpu" else "generic-gpu")
+    return DeviceProfile(None, name, device_class, kdev, int(max_buffer_bytes),
+                         _items(make_choice(device_class, kdev, None)), _cost_items(data), src, False,
+                         int(device_local_bytes), f"{name} (limits only: {device_class})")
