@@ -33,6 +33,8 @@ class Unavailable(RuntimeError):
 def find_icd():
     """The radeon_icd.json of Debian's mesa-vulkan-drivers ($RADV_ICD overrides)."""
     if os.environ.get("RADV_ICD"):
+        if not os.path.exists(os.environ["RADV_ICD"]):
+            raise Unavailable(f"RADV_ICD={os.environ['RADV_ICD']} does not exist")
         return os.environ["RADV_ICD"]
     for d in ICD_DIRS:
         for name in ("radeon_icd.json", "radeon_icd.x86_64.json"):

@@ -24,8 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SPV_DIR = os.path.join(os.path.dirname(vkconvt.__file__), "spv")
 LAYERS_JSON = os.path.join(os.path.dirname(vkconvt.__file__), "data", "model_layers.json")
 
-# A conv_transpose1d problem (batch 1) or a matmul, as the bench runs them.
-Conv = namedtuple("Conv", "label c_in c_out k stride padding l_in groups")
+# A conv_transpose1d problem (batch n, default 1) or a matmul, as the bench runs them.
+Conv = namedtuple("Conv", "label c_in c_out k stride padding l_in groups n output_padding dilation",
+                  defaults=(1, 0, 1))
 Matmul = namedtuple("Matmul", "label m k n")
 BENCH_MATMULS = (Matmul("matmul 1024^3", 1024, 1024, 1024),)
 
@@ -97,10 +98,10 @@ def chosen_specs(limits, convs=(), matmuls=BENCH_MATMULS, subgroup=None, storage
     choice = kernels.default_choice("gpu")
     out = []
     for c in convs:
-        p, _ = params.params_from_shapes((1, c.c_in, c.l_in), (c.c_in, c.c_out // c.groups, c.k), c.stride,
-                                         c.padding, 0, c.groups, 1, False)
+        p, _ = params.params_from_shapes((c.n, c.c_in, c.l_in), (c.c_in, c.c_out // c.groups, c.k), c.stride,
+                                         c.padding, c.output_padding, c.groups, c.dilation, False)
         for storage in storages:
-            q = dataclasses.replace(p, storage=storage)
+            q = dataclasses.replace(p, storage=storage, out_float16=storage == "float16")   # a float16 call
             for algo in ("direct", "gemm"):
                 sched = schedule.schedule_conv(q, algo, lim, planner.resolve_budget(None), choice)
                 out += [(k, s, f"{c.label} {algo}") for k, s in _dispatches(sched)]
@@ -114,11 +115,29 @@ def chosen_specs(limits, convs=(), matmuls=BENCH_MATMULS, subgroup=None, storage
     return out
 
 
-def planned_specs(x_shape, w_shape, stride, padding, groups, algorithm):
-    """[(kernel, spec)] of the plan the running Vulkan backend makes for a call (inside
-    small_device(), as that device would)."""
-    plan = vkconvt.plan(x_shape, w_shape, stride, padding, groups=groups, algorithm=algorithm, backend="vulkan")
-    return list(_dispatches(plan.schedule))
+def planned_specs(conv, algorithm, storage="float32"):
+    """[(kernel, spec)] of the plan the running Vulkan backend makes for a Conv (inside
+    forced_device(), as that device would)."""
+    c = conv
+    plan = vkconvt.plan((c.n, c.c_in, c.l_in), (c.c_in, c.c_out // c.groups, c.k), c.stride, c.padding,
+                        c.output_padding, c.groups, c.dilation, algorithm=algorithm, backend="vulkan", storage=storage)
+    return list(_dispatches(plan.schedule)) if plan.schedule is not None else []
+
+
+def last_run_specs():
+    """[(kernel, spec)] of what the Vulkan backend dispatched for its last call."""
+    return list(_dispatches(backends.get("vulkan").last_run.schedule))
+
+
+def running_device():
+    """The limits the Vulkan backend plans with now, as a record like a device_limits row."""
+    be = backends.get("vulkan")
+    d, info = be.kernel_device, be.device
+    return Running(d.max_shared_bytes, d.max_invocations, tuple(info.max_workgroup_size), d.subgroup_size,
+                   be.max_buffer_bytes)
+
+
+Running = namedtuple("Running", "max_shared max_invocations max_size subgroup max_buffer")
 
 
 # ------------------------------------------------------------------------------------ devices
@@ -144,7 +163,7 @@ def radv_limits(family, icd):
 
 
 @contextlib.contextmanager
-def small_device(limits):
+def forced_device(limits):
     """Inside the block, the Vulkan backend (on whatever device it runs) plans and picks specs as
     a GPU with these limits would: its kernel device (shared memory, invocations, subgroup size),
     device class 'gpu', the GPU kernel choice (each entry the device supports, then the portable
