@@ -50,9 +50,9 @@ DEVICES = [
     Limits("RTX 4090", 48 * KIB, 1024, (1024, 1024, 64), 32, None, 4294967295, sources={
         "max_shared, subgroup": "NVIDIA Ada under NVIDIA's driver: 'warp size: 32 | shared memory: 49152' for an "
         "RTX 4070 (ggml-org/llama.cpp#14903) and an RTX 3070 (ggml-org/llama.cpp#12833)",
-        "max_invocations, max_size, max_buffer": "NVIDIA's driver reports these alike for every recent GPU: "
-        "measured on this project's H200 (1024, (1024, 1024, 64), 4294967295); not the 4090's own report"},
-        conservative=()),
+        "max_invocations, max_size, max_buffer": "inferred, not the 4090's own report: the figures NVIDIA's driver "
+        "gave on this project's H200 (1024, (1024, 1024, 64), 4294967295), which it reports alike across its "
+        "recent GPUs"}),
     Limits("H200", 48 * KIB, 1024, (1024, 1024, 64), 32, None, 4294967295, sources={
         "all": "this project's run, 2026-12-04 (NVIDIA 580.159.04; scripts/bench-results/h200-v0.2.0/log.txt)"}),
     Limits("Intel UHD 770", 32 * KIB, 1024, (1024, 1024, 1024), 32, (8, 32), 1 << 30, sources={

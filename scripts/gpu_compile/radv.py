@@ -6,6 +6,7 @@ builds it, feeds it jobs per family and turns its JSON into rows.
 Needs only what scripts/setup.sh installs: gcc, libvulkan-dev, mesa-vulkan-drivers (RADV and
 its radeon_icd.json).
 """
+import hashlib
 import json
 import os
 import shutil
@@ -51,11 +52,12 @@ def cache_dir():
 
 
 def build():
-    """Path of the isa_stats binary, compiled from this folder's C sources unless a build newer
-    than every source is in the cache directory (atomic: built to a temporary name, then renamed)."""
-    out = os.path.join(cache_dir(), "isa_stats")
+    """Path of the isa_stats binary, compiled once per content of this folder's C sources into the
+    cache directory (the name carries their hash; built to a temporary name, then renamed)."""
     srcs = [os.path.join(HERE, s) for s in SOURCES]
-    if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s) for s in srcs):
+    digest = hashlib.sha256(b"".join(open(p, "rb").read() for p in srcs)).hexdigest()[:16]
+    out = os.path.join(cache_dir(), f"isa_stats-{digest}")
+    if os.path.exists(out):
         return out
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:

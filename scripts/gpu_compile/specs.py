@@ -129,15 +129,15 @@ def last_run_specs():
     return list(_dispatches(backends.get("vulkan").last_run.schedule))
 
 
+Running = namedtuple("Running", "max_shared max_invocations max_size subgroup max_buffer")
+
+
 def running_device():
     """The limits the Vulkan backend plans with now, as a record like a device_limits row."""
     be = backends.get("vulkan")
     d, info = be.kernel_device, be.device
     return Running(d.max_shared_bytes, d.max_invocations, tuple(info.max_workgroup_size), d.subgroup_size,
                    be.max_buffer_bytes)
-
-
-Running = namedtuple("Running", "max_shared max_invocations max_size subgroup max_buffer")
 
 
 # ------------------------------------------------------------------------------------ devices
