@@ -7,6 +7,11 @@ test suite forces them); their speed on a GPU has not been measured here (no GPU
   conv_transpose_1d_tiled  the direct conv as a matmul per output phase:
                            [cog x (cig*taps)] . [(cig*taps) x outputs], shifted input columns
   matmul_tiled             BM x BN tiles of C, A and B staged through shared memory
+
+Register tiles hold at most 32 accumulators per thread (8 x 4 or 4 x 8): compiled by AMD's ACO
+(scripts/gpu_compile_report.py) that is 64 VGPRs, 4 waves per SIMD on GCN and 8-16 on RDNA; the
+8 x 8 tiles used before took 128 VGPRs, 2 waves per SIMD on GCN (vega10, polaris10), for 1.0
+instead of 1.5 bytes of shared-memory reads per multiply-add.
 """
 import math
 
@@ -58,13 +63,14 @@ def conv_shared(spec):
 
 
 def conv_choose(loc, spec, dev):
-    """Tiles for the device (large: 256 threads, 128 x 128; small: 128 threads, 64 x 32), then for
-    the piece: the channel tile follows cog (depthwise: 4), the reduction block min(cig, 16)
-    channels x taps, a short input narrows the output tile, and tiles shrink until the grid fills
-    the GPU; finally the device's shared memory and invocation limits. MASKED = 0: plain
+    """Tiles for the device (large: 256 threads, 8 channels x 4 outputs each, 128 x 64; small: 128
+    threads, 4 x 4 each, 64 x 32), then for the piece: the channel tile follows cog (depthwise: 4),
+    the reduction block min(cig, 16) channels x taps, a short input narrows the output tile, and
+    tiles shrink until the grid fills the GPU; finally the device's shared memory and invocation
+    limits. MASKED = 0: plain
     multiply-adds (safe() turns masking on for non-finite weights)."""
     prof = _profile(dev)
-    nt, tm4_max, tn, bm, bn_max = (256, 2, 8, 128, 256) if prof == "large" else (128, 1, 4, 64, 128)
+    nt, tm4_max, tn, bm, bn_max = (256, 2, 4, 128, 256) if prof == "large" else (128, 1, 4, 64, 128)
     while nt > dev.max_invocations:
         nt //= 2
     floor = max(dev.subgroup_size, 1)
@@ -132,7 +138,7 @@ CONV_TILED = Kernel(
     push=("G", "cig", "cog", "cogp", "K", "lw", "ldx", "xoff", "tw", "s", "d", "pad", "gsd", "kp", "dg", "dinv",
           "nph", "utiles", "has_bias") + ACT_PUSH + GRID,
     signed=("pad",), floats=ACT_FLOATS, spec=("wg_x", "wg_y", "tm4", "tn", "bt", "bc", "masked"),
-    defaults={"cpu": (8, 2, 1, 4, 1, 16, 0), "gpu": (32, 8, 2, 8, 1, 16, 0)},
+    defaults={"cpu": (8, 2, 1, 4, 1, 16, 0), "gpu": (32, 8, 2, 4, 1, 16, 0)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, K, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, tw)")),
     setup=conv_setup, work=conv_work, choose=conv_choose, safe=lambda spec: spec[:6] + (1,),
     pack_weights=conv_weights, w_floats=lambda loc, spec: loc.G * loc.K * loc.cig * round_up(loc.cog, 4),
@@ -152,11 +158,11 @@ def matmul_shared(spec):
 
 
 def matmul_choose(loc, spec, dev):
-    """large: 16 x 16 threads, 8 x 8 outputs each (128 x 128 tiles); small: 16 x 8 threads, 4 x 4;
+    """large: 16 x 16 threads, 4 x 8 outputs each (64 x 128 tiles); small: 16 x 8 threads, 4 x 4;
     tiles shrink (outputs per thread, then threads, not below one subgroup) until the grid fills the
     GPU, then until shared memory and invocations fit."""
     prof = _profile(dev)
-    sp = [16, 16, 8, 2, 16] if prof == "large" else [16, 8, 4, 1, 16]
+    sp = [16, 16, 4, 2, 16] if prof == "large" else [16, 8, 4, 1, 16]
     while sp[0] * sp[1] > dev.max_invocations:
         sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
     floor = max(dev.subgroup_size, 1)
@@ -193,6 +199,6 @@ MATMUL_TILED = Kernel(
     name="matmul_tiled", op="matmul",
     summary="GPU matmul: BM x BN tiles, A and B staged through shared memory, coalesced vec4 loads",
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
-    defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 8, 2, 16)},
+    defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 4, 2, 16)},
     bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
     shared_bytes=matmul_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, f16=dict(align=4))
