@@ -228,7 +228,7 @@ def test_soak_many_shapes_bounded_memory_and_exact_accounting():
 
 
 @needs_vulkan
-@pytest.mark.parametrize("where", ["new_tensor", "algorithm", "sequence", "write_rows", "read_rows", "submit",
+@pytest.mark.parametrize("where", ["new_tensor", "algorithm", "sequence", "write_rows", "read_rows", "step_io",
                                    "step_sequence"])
 def test_an_interrupt_anywhere_leaves_the_accounting_right(where, monkeypatch):
     from vkconvt.vulkan import execute

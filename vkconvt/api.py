@@ -56,47 +56,44 @@ def _device_of(arrays, backend, device):
     return arr.dev.info.index, True
 
 
-def _conv(x, weights, hyper, storage, epi, request, wait, layer=None):
-    """The one call path of conv_transpose1d, function and layer: x (any array, a DeviceArray),
-    weights a params.Weights (one-off or a layer's kept ones)."""
+def _prepare(x, weights, hyper, storage, epi, request, wait):
+    """Validate a conv_transpose1d call and plan it: the entry its repeated calls reuse
+    (plan, backend, batched, storage, half, on_device, dev_out)."""
     algorithm, backend, device, budget = request
-    sig = calls.signature("conv_transpose1d", (x, weights.weight, weights.bias),
-                          hyper + (storage, epi, algorithm, backend, device, budget, wait, weights.token is None))
-    hit = calls.lookup(sig)
-    if hit is None:
-        check_algorithm(algorithm)
-        _check_wait(wait)
-        device, on_device = _device_of((x,), backend, device)
-        dtype = x.dtype if isinstance(x, DeviceArray) else input_dtype(x)
-        storage = check_storage(storage, dtype)
-        if on_device:
-            if np.dtype(dtype) != (F16 if storage == "float16" else np.dtype(np.float32)):
-                raise TypeError(f"x is a {x.dtype} DeviceArray but the call stores {storage}: give a "
-                                f"{storage} DeviceArray or storage={str(x.dtype)!r}")
-            _, _, _, p, batched = check_conv_args(np.empty(x.shape, dtype=x.dtype), weights.weight, weights.bias,
-                                                  *hyper, storage)
-        else:
-            x, _, _, p, batched = check_conv_args(x, weights.weight, weights.bias, *hyper, storage)
-        p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
-        check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
-        plan = planner.make_plan(CONV, p, algorithm, backend, device, budget, kept=weights.token is not None)
-        dev_out = on_device and calls.device_resident(plan, plan.schedule)
-        hit = (plan, batched, storage, dtype == F16, on_device, dev_out)
-        calls.remember(sig, hit, p.out_bytes())
-    plan, batched, storage, half, on_device, dev_out = hit
-    if layer is not None:
-        layer.watch(plan)
+    check_algorithm(algorithm)
+    _check_wait(wait)
+    device, on_device = _device_of((x,), backend, device)
+    dtype = x.dtype if isinstance(x, DeviceArray) else input_dtype(x)
+    storage = check_storage(storage, dtype)
+    if on_device:
+        if np.dtype(dtype) != (F16 if storage == "float16" else np.dtype(np.float32)):
+            raise TypeError(f"x is a {x.dtype} DeviceArray but the call stores {storage}: give a "
+                            f"{storage} DeviceArray or storage={str(x.dtype)!r}")
+        _, _, _, p, batched = check_conv_args(np.empty(x.shape, dtype=x.dtype), weights.weight, weights.bias,
+                                              *hyper, storage)
+    else:
+        x, _, _, p, batched = check_conv_args(x, weights.weight, weights.bias, *hyper, storage)
+        x = x if batched else x[0]
+    p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
+    check_host_memory(f"the output of conv_transpose1d {p.tag()}", p.out_bytes())
+    plan = planner.make_plan(CONV, p, algorithm, backend, device, budget, kept=weights.token is not None)
+    dev_out = on_device and calls.device_resident(plan, plan.schedule)
+    return (plan, calls.backend_for(plan), batched, storage, dtype == F16, on_device, dev_out), x
+
+
+def _run(entry, x, weights, wait):
+    """Run a prepared conv_transpose1d call (the one call path of the function and the layer)."""
+    plan, be, batched, storage, half, on_device, dev_out = entry
     if on_device:
         x4 = x if batched else x.reshape((1,) + x.shape)
     else:
         x4 = stored(x if batched else x[None], storage)
     args = {"x": x4, "weights": weights, "owner": None if weights.token is None else id(weights.token)}
-    out = calls.execute(plan, args, wait=wait, device_out=dev_out)
+    out = calls.execute(plan, args, wait=wait, device_out=dev_out, be=be)
     if isinstance(out, calls.Pending):
         return out.then(lambda o: result(o, batched, half))
     if on_device and not dev_out:
-        out = _to_device(plan, result(out, batched, half))
-        return out
+        return _to_device(plan, result(out, batched, half))
     return result(out, batched, half)
 
 
@@ -131,31 +128,30 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     wait: False returns without waiting for the device (see the module doc).
     """
     hyper = (stride, padding, output_padding, groups, dilation)
+    request = (algorithm, backend, device, max_workspace_bytes)
+    sig = None if alpha is not None or beta is not None else calls.signature(
+        "conv_transpose1d", (x, weight, bias), hyper + request + (activation, negative_slope, alpha_logscale,
+                                                                   input_activation, input_negative_slope, storage,
+                                                                   wait))
+    hit = calls.lookup(sig)
+    if hit is not None:              # a call exactly like an earlier valid one: validated and planned then
+        entry, act_params = hit
+        b = bias if bias is None or bias.dtype == np.float32 else bias.astype(np.float32)
+        return _run(entry, x, Weights(stored(weight, entry[3]), b, act_params=act_params), wait)
     storage_ = check_storage(storage, x.dtype if isinstance(x, DeviceArray) else input_dtype(x))
-    if alpha is None and beta is None:
-        sig = calls.signature("conv_transpose1d/args", (weight, bias),
-                              (activation, negative_slope, alpha_logscale, input_activation, input_negative_slope,
-                               storage_) + tuple(hyper))
-        prepared = calls.lookup(sig)
-    else:
-        sig, prepared = None, None
-    if prepared is None:
-        c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
-        epi, act_params = activations.check(c_out, activation, negative_slope, alpha, beta, alpha_logscale,
-                                            input_activation, input_negative_slope)
-        prepared = (epi, act_params)
-        if sig is not None:
-            calls.remember(sig, prepared, 0)
-    epi, act_params = prepared
-    w = to_storage(as_float32("weight", weight) if storage_ != "float16" or input_dtype(weight) != F16
-                   else np.asarray(weight), storage_)
+    c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
+    epi, act_params = activations.check(c_out, activation, negative_slope, alpha, beta, alpha_logscale,
+                                        input_activation, input_negative_slope)
+    w = as_float32("weight", weight) if storage_ != "float16" or input_dtype(weight) != F16 else np.asarray(weight)
     b = None if bias is None else as_float32("bias", bias)
-    weights = Weights(np.ascontiguousarray(w), b, act_params=act_params)
-    return _conv(x, weights, hyper, storage_, epi, (algorithm, backend, device, max_workspace_bytes), wait)
+    weights = Weights(np.ascontiguousarray(stored(w, storage_)), b, act_params=act_params)
+    entry, x = _prepare(x, weights, hyper, storage_, epi, request, wait)
+    calls.remember(sig, (entry, act_params), entry[0].params.out_bytes())
+    return _run(entry, x, weights, wait)
 
 
 def stored(arr, storage):
-    """A call's x as the device stores it: float16 for float16 storage, else float32."""
+    """A call's x or weight as the device stores it: float16 for float16 storage, else float32."""
     if storage == "float16":
         return to_storage(arr, storage)
     return arr if arr.dtype == np.float32 else arr.astype(np.float32)
@@ -215,6 +211,9 @@ class ConvTranspose1d:
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
         self._watched = set()
+        # what the layer's calls depend on besides x: its weights' shapes, dtypes and configuration
+        self.key = (weight.shape, weight.dtype.char, None if bias is None else bias.shape, tuple(self.hyper.items()),
+                    self.storage, self.epi, algorithm, backend, device, max_workspace_bytes)
 
     @property
     def weight(self):
@@ -233,9 +232,14 @@ class ConvTranspose1d:
 
     @tensor_io("x")
     def __call__(self, x, *, wait=True):
-        hyper = tuple(self.hyper.values())
-        return _conv(x, self.weights, hyper, self.storage, self.epi,
-                     (self.algorithm, self.backend, self.device, self.max_workspace_bytes), wait, layer=self)
+        request = (self.algorithm, self.backend, self.device, self.max_workspace_bytes)
+        sig = calls.signature("ConvTranspose1d", (x,), (self.key, wait))
+        entry = calls.lookup(sig)
+        if entry is None:
+            entry, x = _prepare(x, self.weights, tuple(self.hyper.values()), self.storage, self.epi, request, wait)
+            calls.remember(sig, entry, entry[0].params.out_bytes())
+            self.watch(entry[0])
+        return _run(entry, x, self.weights, wait)
 
 
 def asarray(x, device=None, dtype=None):

@@ -88,10 +88,10 @@ def backend_for(plan, device=None):
     return backends.get(plan.backend, device=plan.profile.index if plan.profile is not None else None)
 
 
-def execute(plan, args, wait=True, device_out=False):
+def execute(plan, args, wait=True, device_out=False, be=None):
     """Run a plan on the call's prepared args (a dict, as the op's schedules name them). Returns the
     result: a host array, a DeviceArray when device_out, or a Pending when wait=False."""
-    be = backend_for(plan)
+    be = be or backend_for(plan)
     op = plan.op
     if plan.backend == "numpy":
         out = be.run(plan, None, args)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from . import costmodel, kernels, settings
+from . import costmodel, env, kernels, settings
 from .kernels import device_class
 from .schedule import Limits
 
@@ -34,6 +34,7 @@ class DeviceProfile:
     device_local_bytes: int = 0
     describe: str = ""
     settings: tuple = ()                  # the overrides applied to it
+    memory: str = "host"                  # where buffers live: "host" (host-visible) or "device" (staged)
 
     @property
     def limits(self):
@@ -54,7 +55,13 @@ class DeviceProfile:
         ov = dict(overrides)
         prof = self
         if "limits" in ov:
-            prof = dataclasses.replace(prof, kernel_device=dataclasses.replace(prof.kernel_device, **dict(ov["limits"])))
+            kdev = dataclasses.replace(prof.kernel_device, **dict(ov["limits"]))
+            # the kernels that device runs: its class's defaults when the class changes, else the
+            # current choice less what the new limits rule out (the portable kernels stay)
+            base = None if kdev.device_class != prof.device_class else prof.choice
+            choice = make_choice(kdev.device_class, kdev, base)
+            prof = dataclasses.replace(prof, kernel_device=kdev, device_class=kdev.device_class,
+                                       choice_items=_items(choice))
         if "max_buffer_bytes" in ov:
             prof = dataclasses.replace(prof, max_buffer_bytes=min(prof.max_buffer_bytes, ov["max_buffer_bytes"]))
         if "kernels" in ov:
@@ -120,7 +127,8 @@ def load(info):
     tuned = costmodel.tuned_choice(data, kdev)
     prof = DeviceProfile(info.index, info.name, cls, kdev, info.max_storage_buffer_range,
                          _items(make_choice(cls, kdev, tuned)), _cost_items(data), src, src == path,
-                         info.device_local_bytes, info.describe())
+                         info.device_local_bytes, info.describe(),
+                         memory="host" if info.type in ("cpu", "integrated-gpu") else "device")
     with _lock:
         if key not in _loaded:
             _loaded[key] = prof
@@ -130,8 +138,10 @@ def load(info):
 
 
 def current(info):
-    """The profile of device `info` with the settings overrides in force."""
-    return load(info).with_settings(settings.current())
+    """The profile of device `info` with the settings overrides in force (VKCONVT_MEMORY too)."""
+    prof = load(info).with_settings(settings.current())
+    memory = settings.get("memory") or env.memory_mode()
+    return dataclasses.replace(prof, memory=memory) if memory and memory != prof.memory else prof
 
 
 def for_limits(device_class="gpu", max_shared_bytes=49152, max_invocations=1024, subgroup_size=32,

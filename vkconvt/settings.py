@@ -12,7 +12,8 @@ Overrides (each optional):
                     (a name: that kernel wherever it can, then the op's portable kernel)
   max_buffer_bytes  a smaller storage-buffer limit than the device's (forces pieces)
   limits            {kernels.Device field: value}: what the device is taken to offer
-                    (max_shared_bytes, max_invocations, subgroup_size, subgroup_ops)
+                    (max_shared_bytes, max_invocations, subgroup_size, subgroup_ops, and device_class:
+                    "gpu" or "cpu", which picks that class's kernels); kernels it rules out are dropped
   memory            "host" or "device": how the Vulkan device's buffers are placed (see vulkan/device.py)
   timestamps        True: calls record device timestamps (the benchmark's and tune's kernel times)
 
@@ -76,7 +77,7 @@ def _check(key, value):
                     raise ValueError(f"kernels[{op!r}]: {n!r} is not a kernel of {op!r}")
     if key == "limits":
         from . import kernels
-        fields = set(kernels.Device.__dataclass_fields__) - {"device_class"}
+        fields = set(kernels.Device.__dataclass_fields__)
         if not isinstance(value, dict) or set(value) - fields:
             raise ValueError(f"limits must be a dict with keys among {sorted(fields)}, got {value!r}")
     if key == "timestamps":

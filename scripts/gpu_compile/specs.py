@@ -17,7 +17,8 @@ import sys
 from collections import namedtuple
 
 import vkconvt
-from vkconvt import backends, kernels, params, planner, schedule, schedule_ops
+from vkconvt import backends, kernels, ops, params, planner, schedule
+from vkconvt.ops.matmul import MatmulParams
 from vkconvt.kernels import gpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,6 +60,7 @@ def spec_fields(name, spec):
 def workgroup(name, spec):
     """(x, y) workgroup size of a spec, and its invocations and shared-memory bytes."""
     kern, f = kernels.KERNELS[name], spec_fields(name, spec)
+    spec = kern.make_spec(spec)
     x = f.get("wg_x", f.get("wg", 1))
     return (x, f.get("wg_y", 1)), kern.invocations(spec), kern.shared_bytes(spec)
 
@@ -91,7 +93,7 @@ def _dispatches(sched):
 
 def chosen_specs(limits, convs=(), matmuls=BENCH_MATMULS, subgroup=None, storages=("float32", "float16")):
     """[(kernel, spec, use)]: every dispatch of vkconvt's schedules ('direct' and 'gemm' for each
-    conv, schedule_matmul for each matmul, and its float16 twin with the same spec) with the GPU
+    conv, the matmul op's for each matmul, and its float16 twin with the same spec) with the GPU
     device class's kernel choice on a device with these limits."""
     dev = device(limits, subgroup)
     lim = schedule.Limits(limits.max_buffer, dev)
@@ -103,10 +105,11 @@ def chosen_specs(limits, convs=(), matmuls=BENCH_MATMULS, subgroup=None, storage
         for storage in storages:
             q = dataclasses.replace(p, storage=storage, out_float16=storage == "float16")   # a float16 call
             for algo in ("direct", "gemm"):
-                sched = schedule.schedule_conv(q, algo, lim, planner.resolve_budget(None), choice)
+                sched = ops.get("conv_transpose1d").schedule(q, algo, lim, planner.resolve_budget(None), choice)
                 out += [(k, s, f"{c.label} {algo}") for k, s in _dispatches(sched)]
     for mm in matmuls:
-        sched = schedule_ops.schedule_matmul(1, 1, mm.m, mm.k, mm.n, lim, choice)
+        sched = ops.get("matmul").schedule(MatmulParams(1, 1, mm.m, mm.k, mm.n), "default", lim,
+                                           planner.resolve_budget(None), choice)
         for k, s in _dispatches(sched):
             out.append((k, s, mm.label))
             twin = k + "_f16"
@@ -124,9 +127,13 @@ def planned_specs(conv, algorithm, storage="float32"):
     return list(_dispatches(plan.schedule)) if plan.schedule is not None else []
 
 
+_trace = [[]]      # the schedules run inside forced_device() (a vkconvt.trace() list)
+
+
 def last_run_specs():
-    """[(kernel, spec)] of what the Vulkan backend dispatched for its last call."""
-    return list(_dispatches(backends.get("vulkan").last_run.schedule))
+    """[(kernel, spec)] of what the Vulkan backend dispatched for its last call (inside forced_device())."""
+    sched = [s for _, be, s in _trace[0] if be == "vulkan"][-1]
+    return list(_dispatches(sched))
 
 
 Running = namedtuple("Running", "max_shared max_invocations max_size subgroup max_buffer")
@@ -135,9 +142,10 @@ Running = namedtuple("Running", "max_shared max_invocations max_size subgroup ma
 def running_device():
     """The limits the Vulkan backend plans with now, as a record like a device_limits row."""
     be = backends.get("vulkan")
-    d, info = be.kernel_device, be.device
+    prof = be.profile()
+    d, info = prof.kernel_device, be.device
     return Running(d.max_shared_bytes, d.max_invocations, tuple(info.max_workgroup_size), d.subgroup_size,
-                   be.max_buffer_bytes)
+                   prof.max_buffer_bytes)
 
 
 # ------------------------------------------------------------------------------------ devices
@@ -151,7 +159,7 @@ def radv_env(family, icd):
 def radv_limits(family, icd):
     """{name, max_shared, max_invocations, subgroup, max_buffer, driver} of RADV's null device for
     `family`, as vkconvt's vkinfo reads them (a subprocess: the family is read at instance creation)."""
-    code = ("import json; from vkconvt import vkinfo; d = vkinfo.list_devices()[0]; print(json.dumps(dict("
+    code = ("import json; from vkconvt.vulkan import vkinfo; d = vkinfo.list_devices()[0]; print(json.dumps(dict("
             "name=d.name, max_shared=d.max_shared_memory, max_invocations=d.max_workgroup_invocations, "
             "subgroup=d.subgroup_size, max_buffer=d.max_storage_buffer_range, driver=d.driver_info)))")
     env = radv_env(family, icd)
@@ -165,21 +173,15 @@ def radv_limits(family, icd):
 @contextlib.contextmanager
 def forced_device(limits):
     """Inside the block, the Vulkan backend (on whatever device it runs) plans and picks specs as
-    a GPU with these limits would: its kernel device (shared memory, invocations, subgroup size),
-    device class 'gpu', the GPU kernel choice (each entry the device supports, then the portable
-    kernel) and its buffer limit; plans made before are not reused. Everything is restored after."""
-    be = backends.get("vulkan")
+    a GPU with these limits would: the limits of its kernel device (shared memory, invocations,
+    subgroup size), device class 'gpu' with that class's kernel choice (what the limits rule out
+    dropped, the portable kernels kept) and its buffer limit (vkconvt.settings.override); the runs
+    are traced for last_run_specs()."""
     dev = device(limits)
-    saved = (be.kernel_device, be.device_class, be.choice, be.max_buffer_bytes, planner._plans)
-    choice = {op: tuple(e for e in entries if kernels.KERNELS[e[0]].supported(dev, e[1]))
-              + kernels.only(kernels.FALLBACK[op], "gpu") for op, entries in kernels.default_choice("gpu").items()}
-    try:
-        be.kernel_device, be.device_class = dev, "gpu"
-        planner._plans = planner.collections.OrderedDict()
-        be.choice = {op: tuple(dict.fromkeys(entries)) for op, entries in choice.items()}
-        be.max_buffer_bytes = min(limits.max_buffer, saved[3])
+    lim = dict(device_class="gpu", max_shared_bytes=dev.max_shared_bytes, max_invocations=dev.max_invocations,
+               subgroup_size=dev.subgroup_size, subgroup_ops=dev.subgroup_ops)
+    be = backends.get("vulkan")
+    cap = min(limits.max_buffer, be.device.max_storage_buffer_range)
+    with vkconvt.settings.override(limits=lim, max_buffer_bytes=cap), vkconvt.trace() as runs:
+        _trace[0] = runs
         yield be
-    finally:
-        be.kernel_device, be.device_class = saved[0], saved[1]
-        be.choice, be.max_buffer_bytes = saved[2], saved[3]
-        planner._plans = saved[4]

@@ -70,7 +70,8 @@ class VulkanBackend:
         """Execute `sched` (a schedule of `plan`) with the call's args; the result lands in args["out"]
         (a host array, or a DeviceArray). wait=False: returns the pending Submission."""
         from ..vulkan import execute
-        return execute.run(self.dev, sched, args, wait=wait, max_buffer_bytes=plan.profile.max_buffer_bytes)
+        return execute.run(self.dev, sched, args, wait=wait, max_buffer_bytes=plan.profile.max_buffer_bytes,
+                           mode=plan.profile.memory)
 
     def release(self):
         """Free every cached buffer and recording (out of device memory: the caller retries smaller)."""

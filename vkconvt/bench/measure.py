@@ -12,7 +12,7 @@ import numpy as np
 
 import vkconvt
 from .. import timing
-from . import extras
+from . import extras, gpu_path
 from .judge import MAX_RUNS, TOL, TOL_TF32, _fill, _judge
 
 @dataclass
@@ -128,6 +128,11 @@ def bench_case(case, index, suite, args, be, worker):
     base = dict(suite=suite, kind=case.kind, group=case.group, case=case.name, x=case.x, calls=case.calls)
     if case.kind == "overhead":
         return [{**base, **rec} for rec in overhead_case(case, be)]
+    if case.kind in ("chain", "gpu-model"):
+        if be is None:
+            return [dict(base, impl="-", status="error", error="no Vulkan device")]
+        fn = gpu_path.chain_case if case.kind == "chain" else gpu_path.model_case
+        return [{**base, **rec} for rec in fn(case, args, be)]
     if case.kind in ("float16", "activation"):
         if be is None:
             return [dict(base, impl="-", status="error", error="no Vulkan device")]

@@ -11,12 +11,14 @@ import sys
 import numpy as np
 
 import vkconvt
-from .measure import TOL, TOL_TF32
+from . import gpu_path
+from .judge import TOL, TOL_TF32
 from .suites import SUITES
 
 FIELDS = ("suite", "kind", "group", "case", "x", "tag", "flops", "calls", "impl", "library", "device",
           "algorithm", "chosen", "status", "error", "nmse", "runs", "first_s", "median_s", "min_s", "std_s",
-          "gflops", "device_median_s", "workspace_bytes", "peak_bytes")
+          "gflops", "device_median_s", "workspace_bytes", "peak_bytes", "submissions", "fence_waits", "bytes_up",
+          "bytes_down")
 VK_ALGOS = ("vkconvt-direct", "vkconvt-gemm", "vkconvt-auto")
 IMPL_ORDER = ("numpy",) + VK_ALGOS + ("vkconvt-matmul", "torch-cpu", "torch-cuda", "torch-cuda-tf32")
 
@@ -360,7 +362,28 @@ def summary_tables(records):
         tables.append(float16_table([r for r in records if r["kind"] == "float16"]))
     if "activation" in kinds:
         tables.append(activation_table([r for r in records if r["kind"] == "activation"]))
+    if "chain" in kinds:
+        tables.append(gpu_path.chain_table(records))
+    if "gpu-model" in kinds:
+        tables.append(gpu_path.model_table(records))
+    if any(r.get("submissions") is not None for r in records if r["kind"] not in ("chain", "gpu-model")):
+        tables.append(submissions_table(records))
     return tables
+
+
+def submissions_table(records):
+    """Queue submissions of one repeated call per case (from the device's counters), per implementation."""
+    head = ["impl", "calls", "with 1 submission", "most submissions", "fence waits = submissions"]
+    by = {}
+    for r in records:
+        if r.get("submissions") is not None and r["kind"] not in ("chain", "gpu-model"):
+            by.setdefault(r["impl"], []).append(r)
+    rows = [[impl, str(len(rs)), str(sum(r["submissions"] == 1 for r in rs)), str(max(r["submissions"] for r in rs)),
+             "yes" if all(r["submissions"] == r["fence_waits"] for r in rs) else "NO"] for impl, rs in by.items()]
+    note = ("One repeated call of each case (the second). More than one submission only where a problem is cut into "
+            "pieces that share buffers (explain says so); results.json has each call's bytes up and down.")
+    return "queue submissions per call", head, rows, note
+
 
 
 def markdown(tables, meta):

@@ -21,7 +21,8 @@ SWEEP_FIXED = dict(output_padding=0, groups=1, dilation=1, bias=False)
 # ------------------------------------------------------------------------------------------ cases
 @dataclass
 class Case:
-    kind: str                # "model", "sweep", "user", "overhead", "matmul", "float16" or "activation"
+    kind: str                # "model", "sweep", "user", "overhead", "matmul", "float16", "activation",
+                             # "chain" or "gpu-model"
     group: str               # model name, sweep name, "users" or "matmul"
     name: str                # layer name, "c_in=64", "4096x512x86"
     x: int = 0               # layer index, swept value, or matmul M
@@ -145,6 +146,10 @@ SUITES = {
     "all": ("models, the five sweeps (the shapes auto is judged on) and the users cases",
             lambda args, suite: model_cases(args) + SUITES["sweeps"][1](args, "sweeps") + user_cases(args)),
     "quick": ("a handful of small cases of every kind (same as --quick)", quick_cases),
+    "gpu-path": ("HiFi-GAN V1's upsampling stack chained on device arrays vs host arrays vs NumPy, with the "
+                 "submissions and bytes per chain; a modelled discrete-GPU fixed cost per call, v0.2.0 vs now",
+                 lambda args, suite: [Case("chain", "gpu-path", "hifigan_v1 ups chain", 0),
+                                      Case("gpu-model", "gpu-path", "hifigan_v1 ups[0] fixed cost", 0)]),
     "float16": ("the model layers in float32 and float16 storage: time, workspace and peak memory",
                 model_kind("float16")),
     "activations": ("the model layers with fused leaky ReLU in / Snake out against separate NumPy and PyTorch "

@@ -140,7 +140,8 @@ def pick(op, choice, local, dev, safe=False):
         if spec is not None:
             return name, (kern.make_spec(kern.safe(spec)) if safe and kern.safe else spec)
     name = fallback(op, KERNELS[choice[op][0][0]].storage) if choice.get(op) else FALLBACK[op]
-    return name, KERNELS[name].defaults[dev.device_class]
+    kern = KERNELS[name]
+    return name, kern.fit(kern.defaults[dev.device_class], dev)
 
 
 def check_spec(name, values, dev=None):

@@ -169,6 +169,9 @@ class Kernel:
     f16: Optional[dict] = field(default_factory=dict)
     ranges: Dict[str, Tuple[int, int]] = field(default_factory=dict)   # per spec field: [lo, hi] accepted
     spv_path: str = ""                      # a module outside vkconvt/spv (a kernel registered at run time)
+    # spec fields that may be halved (down to 1) to fit a device's invocation limit (portable kernels,
+    # whose grid follows the workgroup size)
+    shrink: Tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "Spec", collections.namedtuple(f"{self.name}_spec", self.spec))
@@ -196,7 +199,7 @@ class Kernel:
 
     def supported(self, dev, spec=None):
         """Whether a device (a Device, or anything with its fields) can run this kernel with spec."""
-        spec = spec or self.defaults.get(getattr(dev, "device_class", "cpu"))
+        spec = self.make_spec(spec or self.defaults.get(getattr(dev, "device_class", "cpu")))
         return (all(op in dev.subgroup_ops for op in self.subgroup_ops)
                 and (not self.subgroup_ops or self.min_subgroup(spec) <= dev.subgroup_size)
                 and self.shared_bytes(spec) <= dev.max_shared_bytes
@@ -207,5 +210,14 @@ class Kernel:
         spec = tuple(base) if self.choose is None else self.choose(loc, self.make_spec(base), dev)
         if spec is None:
             return None
-        spec = self.make_spec(spec)
+        spec = self.fit(self.make_spec(spec), dev)
         return spec if self.supported(dev, spec) else None
+
+    def fit(self, spec, dev):
+        """spec with its `shrink` fields halved, largest first, until its workgroup fits the device."""
+        while self.shrink and self.invocations(spec) > dev.max_invocations:
+            field_ = max(self.shrink, key=lambda f: getattr(spec, f))
+            if getattr(spec, field_) <= 1:
+                break
+            spec = spec._replace(**{field_: getattr(spec, field_) // 2})
+        return spec

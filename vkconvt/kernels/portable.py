@@ -50,7 +50,7 @@ CONV = Kernel(
     bindings=(("x", "(nb, G*cig, lw)"), ("w", "(G*cig, cog, K)"), ("bias", "(G*cog,) or (1,) unused"),
               ("out", "(nb, G*cog, tw)")),
     setup=direct_setup, work=direct_work, choose=direct_choose, invocations=lambda spec: spec.wg,
-    search=(dict(tc=8), dict(tc=8, tt=4)))
+    search=(dict(tc=8), dict(tc=8, tt=4)), shrink=("wg",))
 
 
 # ------------------------------------------------------------------------------- matmul
@@ -84,7 +84,7 @@ MATMUL = Kernel(
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn"),
     defaults={"cpu": (8, 1, 8, 8), "gpu": (16, 16, 4, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_setup, work=matmul_work, invocations=lambda spec: spec.wg_x * spec.wg_y,
-    search=(dict(tm=4),), f16=dict(align=2, choose_wrapper=lambda choose: _even_tn(choose)))
+    search=(dict(tm=4),), f16=dict(align=2, choose_wrapper=lambda choose: _even_tn(choose)), shrink=("wg_x", "wg_y"))
 
 
 # ------------------------------------------------------------------------------- col2im_1d
@@ -111,7 +111,7 @@ COL2IM = Kernel(
     signed=("pad",), floats=("act_slope",), spec=("wg",),
     defaults={"cpu": (64,), "gpu": (64,)},
     bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
-    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg)
+    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg, shrink=("wg",))
 
 
 # ------------------------------------------------------------------------------- to_float16
@@ -132,4 +132,4 @@ TO_FLOAT16 = Kernel(
     push=("n",) + GRID, spec=("wg",), defaults={"cpu": (256,), "gpu": (256,)},
     bindings=(("src", "(n,)"), ("dst", "(n,) as halves")),
     setup=to_float16_setup, work=lambda loc, spec, grid: {"out": float(loc.n)}, invocations=lambda spec: spec.wg,
-    f16=None)
+    f16=None, shrink=("wg",))

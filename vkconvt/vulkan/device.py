@@ -148,7 +148,8 @@ class Device:
                                "close()); no more work can run on it")
 
     def mode(self):
-        """The memory mode in force: settings' `memory`, else VKCONVT_MEMORY, else by device type."""
+        """The memory mode in force: settings' `memory`, else VKCONVT_MEMORY, else by device type (plans
+        carry theirs: profile.memory)."""
         return settings.get("memory") or env.memory_mode() or default_memory(self.info)
 
     def stats(self, reset=False):

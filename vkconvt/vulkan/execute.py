@@ -41,6 +41,7 @@ class Recording:
     mode: str
     tensors: dict
     views: dict = field(default_factory=dict)           # role -> host view of the mapped memory
+    io: dict = field(default_factory=dict)              # step index -> bound transfers (execute.step_io)
     algos: dict = field(default_factory=dict)           # step index -> [(kp.Algorithm, push)]
     seqs: dict = field(default_factory=dict)            # (step index, variant) -> kp.Sequence
     tensor_ids: set = field(default_factory=set)
@@ -60,6 +61,7 @@ class Recording:
             s.destroy()
         self.seqs.clear()
         self.views.clear()
+        self.io.clear()
 
 
 def placement(buf, mode):
@@ -120,37 +122,52 @@ def view(rec, role, dtype):
 
 
 # ------------------------------------------------------------------ host side of transfers
-def _slices(t):
-    return tuple(slice(a, b) for a, b in t.index)
+class Bound:
+    """A row transfer bound to a recording's buffer: the host-side slice and the buffer-side view
+    (mapped memory), computed once; a call only copies."""
+    __slots__ = ("t", "index", "dst", "zero", "margins", "tid")
+
+    def __init__(self, rec, t):
+        buf = view(rec, t.role, t.dtype)
+        w = t.cols[1] - t.cols[0]
+        rows = buf[:t.rows * t.ld].reshape(tuple(b - a for a, b in t.index) + (t.ld,))
+        self.t = t
+        self.index = tuple(slice(a, b) for a, b in t.index) + (slice(t.cols[0], t.cols[1]),)
+        self.dst = rows[..., t.off:t.off + w]
+        pad = t.zero and (t.off or w != t.ld)
+        self.zero = (rows[..., :t.off], rows[..., t.off + w:]) if pad else ()
+        self.margins = ("zero margins", t.ld, t.off, w, rows.shape, t.dtype) if pad else None
+        self.tid = id(rec.tensors[t.role])
 
 
-def write_rows(dev, rec, t, arr):
+def write_rows(dev, bound, arr):
     """Write a row transfer's host rows into the buffer's mapped memory (margins zeroed unless the
     buffer already holds zeros there for this layout)."""
-    buf = view(rec, t.role, t.dtype)
-    src = arr[_slices(t) + (slice(t.cols[0], t.cols[1]),)]
-    w = t.cols[1] - t.cols[0]
-    rows = buf[:t.rows * t.ld].reshape(src.shape[:-1] + (t.ld,))
-    if t.off == 0 and w == t.ld:
-        np.copyto(rows, src, casting="unsafe")
-        return
-    rows[..., t.off:t.off + w] = src
-    key = id(rec.tensors[t.role])
-    margins = ("zero margins", t.ld, t.off, w, src.shape[:-1], t.dtype)
-    if t.zero and dev.tags.get(key) != margins:
-        rows[..., :t.off] = 0
-        rows[..., t.off + w:] = 0
-    dev.tags[key] = margins
+    np.copyto(bound.dst, arr[bound.index], casting="unsafe")
+    if bound.margins is not None:
+        if dev.tags.get(bound.tid) != bound.margins:
+            for z in bound.zero:
+                z[...] = 0
+            dev.tags[bound.tid] = bound.margins
+    elif bound.t.pack is None:
+        dev.tags.pop(bound.tid, None)
 
 
-def read_rows(rec, t, arr):
-    buf = view(rec, t.role, t.dtype)
-    dst = arr[_slices(t) + (slice(t.cols[0], t.cols[1]),)]
-    rows = buf[:t.rows * t.ld].reshape(dst.shape[:-1] + (t.ld,))[..., t.off:t.off + dst.shape[-1]]
-    if t.add:
-        dst += rows
+def read_rows(bound, arr):
+    dst = arr[bound.index]
+    if bound.t.add:
+        dst += bound.dst
     else:
-        np.copyto(dst, rows, casting="unsafe")
+        np.copyto(dst, bound.dst, casting="unsafe")
+
+
+def step_io(rec, i, st):
+    """The bound transfers of step i (cached in the recording)."""
+    io = rec.io.get(i)
+    if io is None:
+        io = rec.io[i] = ([(t, None if t.pack is not None else Bound(rec, t)) for t in st.uploads],
+                          [(t, Bound(rec, t)) for t in st.downloads])
+    return io
 
 
 def row_regions(t, arr):
@@ -238,10 +255,8 @@ class Submission:
         try:
             self.seq.eval_await()
             dev.counters["fence_waits"] += 1
-            if settings.get("timestamps") and dev.info.timestamps:
-                ts = self.seq.get_timestamps()
-                if len(ts) >= 2:
-                    dev.device_ns += (ts[-1] - ts[0]) * dev.info.timestamp_period_ns
+            if settings.get("timestamps"):
+                _timestamps(dev, self.seq)
             if self.then is not None:
                 self.then()
         except BaseException as exc:
@@ -264,28 +279,30 @@ def finish_in_flight(dev):
         sub.wait()
 
 
-def submit(dev, seq, dispatches, then=None, hold=()):
+def submit(dev, seq, then=None, hold=()):
+    """Submit a recorded sequence without waiting; the device's next use waits for it first."""
     sub = Submission(dev, seq, then, hold)
     seq.eval_async()
     dev.counters["submissions"] += 1
-    dev.counters["dispatches"] += dispatches
     dev.in_flight = sub
     return sub
 
 
-def run(dev, sched, args, wait=True, max_buffer_bytes=None):
+def run(dev, sched, args, wait=True, max_buffer_bytes=None, mode=None):
     """Execute schedule `sched` with the call's `args` (host arrays and device arrays by name, "out"
     the result: a host array or a DeviceArray), one submission per step. Returns the last step's
     Submission when wait=False (its results land when it is waited for), else None."""
     from .arrays import DeviceArray
-    mode = dev.mode()
+    mode = mode or dev.mode()
     owner = args.get("owner")
-    key = (sched.key, mode, owner, bool(settings.get("timestamps")))
+    ts = bool(settings.get("timestamps"))
+    key = (id(sched), mode, owner, ts)
     with dev.lock:
         dev.check_open()
-        finish_in_flight(dev)
+        if dev.in_flight is not None:
+            finish_in_flight(dev)
         rec = dev.recordings.get(key)
-        if rec is None or not rec.alive:
+        if rec is None or not rec.alive or rec.sched is not sched:
             before = set(dev.pool)
             try:
                 rec = record(dev, sched, mode, owner, max_buffer_bytes or dev.info.max_storage_buffer_range)
@@ -294,22 +311,28 @@ def run(dev, sched, args, wait=True, max_buffer_bytes=None):
                     dev.drop(k)
                 raise
             dev.recordings.put(key, rec)
-        last = max((i for i, st in enumerate(sched.steps) if st.dispatches), default=-1)
-        for i, st in enumerate(sched.steps):
+        counters = dev.counters
+        steps = sched.steps
+        last = len(steps) - 1
+        while last >= 0 and not steps[last].dispatches:
+            last -= 1
+        for i, st in enumerate(steps):
             if not st.dispatches:
                 st.host(args)
                 continue
-            staged_up, arr_in, arrays = [], [], {}
-            for t in st.uploads:
+            ups, downs = step_io(rec, i, st)
+            staged_up, arr_in, arrays = [], [], None
+            for t, bound in ups:
                 src = args[t.name]
-                if isinstance(src, DeviceArray):
+                if bound is not None and type(src) is DeviceArray:
                     src.check(dev)
+                    arrays = arrays or {}
                     arrays[id(src.tensor)] = src.tensor
                     pad = t.off or t.ld != t.cols[1] - t.cols[0]
                     arr_in.append((t.role, id(src.tensor), t.nbytes if pad else 0, tuple(row_regions(t, src))))
-                    dev.counters["copies"] += 1
+                    counters["copies"] += 1
                     continue
-                if t.pack is not None:
+                if bound is None:                       # a kernel's own layout (weights), tagged when kept
                     tag = t.tag(args) if t.tag is not None else None
                     tid = id(rec.tensors[t.role])
                     if tag is not None and dev.tags.get(tid) == tag:
@@ -317,33 +340,50 @@ def run(dev, sched, args, wait=True, max_buffer_bytes=None):
                     t.pack(view(rec, t.role, t.dtype), args)
                     dev.tags[tid] = tag
                 else:
-                    write_rows(dev, rec, t, src)
-                dev.counters["bytes_up"] += t.nbytes
+                    write_rows(dev, bound, src)
+                counters["bytes_up"] += t.nbytes
                 if mode == "device":
                     staged_up.append((t.role, t.nbytes))
             staged_down, arr_out, reads = [], [], []
-            for t in st.downloads:
+            for t, bound in downs:
                 dst = args[t.name]
-                if isinstance(dst, DeviceArray):
+                if type(dst) is DeviceArray:
+                    arrays = arrays or {}
                     arrays[id(dst.tensor)] = dst.tensor
                     arr_out.append((t.role, id(dst.tensor), tuple((b, a, n) for a, b, n in row_regions(t, dst))))
-                    dst.pending = None
                     continue
-                reads.append(t)
-                dev.counters["bytes_down"] += t.nbytes
+                reads.append(bound)
+                counters["bytes_down"] += t.nbytes
                 if mode == "device":
                     staged_down.append((t.role, t.nbytes))
             variant = (tuple(staged_up), tuple(arr_in), tuple(staged_down), tuple(arr_out))
-            seq = step_sequence(dev, rec, i, variant, arrays)
-            then = (lambda rs=tuple(reads): [read_rows(rec, t, args[t.name]) for t in rs]) if reads else None
-            sub = submit(dev, seq, len(st.dispatches), then, hold=(rec, tuple(arrays.values())))
-            for t in st.downloads:
-                if isinstance(args[t.name], DeviceArray):
-                    args[t.name].pending = sub
-            if i == last and not wait:
-                return sub
-            sub.wait()
+            seq = step_sequence(dev, rec, i, variant, arrays or {})
+            counters["dispatches"] += len(st.dispatches)
+            if i == last and not wait or arrays:
+                then = (lambda rs=tuple(reads): [read_rows(b, args[b.t.name]) for b in rs]) if reads else None
+                sub = submit(dev, seq, then, hold=(rec, tuple((arrays or {}).values())))
+                for t, _ in downs:
+                    if type(args[t.name]) is DeviceArray:
+                        args[t.name].pending = sub
+                if i == last and not wait:
+                    return sub
+                sub.wait()
+                continue
+            counters["submissions"] += 1
+            seq.eval()                                  # submit, and wait for the fence (GIL released)
+            counters["fence_waits"] += 1
+            if ts:
+                _timestamps(dev, seq)
+            for b in reads:
+                read_rows(b, args[b.t.name])
     return None
+
+
+def _timestamps(dev, seq):
+    if dev.info.timestamps:
+        stamps = seq.get_timestamps()
+        if len(stamps) >= 2:
+            dev.device_ns += (stamps[-1] - stamps[0]) * dev.info.timestamp_period_ns
 
 
 def release_cached(dev):
