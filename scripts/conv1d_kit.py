@@ -185,11 +185,12 @@ class Runner:
         self.sync([t], False)
         return t.data()[:int(np.prod(shape))].reshape(shape).copy()
 
-    def dispatch(self, name, local, tensors, spec=None):
-        """The op (kp.OpAlgoDispatch) running kernel `name` on piece `local`; spec: its choose()."""
-        kern = KERNELS[name]
-        base_spec = tuple(spec or kern.defaults[self.dev.device_class])
-        sp = kern.spec_for(local, base_spec, self.dev)
+    def dispatch(self, name, local, tensors, spec=None, dev=None):
+        """The op (kp.OpAlgoDispatch) running kernel `name` on piece `local`; spec: its choose() for
+        `dev` (default: this device; another device's class picks that class's tiles)."""
+        kern, dev = KERNELS[name], dev or self.dev
+        base_spec = tuple(spec or kern.defaults[dev.device_class])
+        sp = kern.spec_for(local, base_spec, dev)
         if sp is None:
             raise ValueError(f"{name} cannot run {local} on {self.info.name}")
         grid, fields = kern.setup(local, sp)
@@ -209,11 +210,11 @@ class Runner:
         src, stage = (TRANSFER_WRITE, TRANSFER) if transfer else (SHADER_WRITE, COMPUTE)
         return self.kp.OpGlobalBarrier(src, SHADER_READ | SHADER_WRITE, stage, COMPUTE)
 
-    def plan(self, ops, out, shape):
+    def plan(self, ops, out, shape, post=None):
         seq = self.mgr.sequence()
         for op in ops:
             seq.record(op)
-        return Plan(self, seq, out, shape)
+        return Plan(self, seq, out, shape, post)
 
 
 @dataclass
@@ -222,13 +223,15 @@ class Plan:
     seq: object
     out: object
     shape: tuple
+    post: object = None         # the result from the buffer's contents, when not the buffer itself
 
     def run(self):
         self.seq.eval()
 
     def result(self):
         self.run()
-        return self.runner.read(self.out, self.shape)
+        got = self.runner.read(self.out, self.shape)
+        return got if self.post is None else self.post(got)
 
 
 def halves(a):
@@ -247,7 +250,7 @@ def bias_buffer(r, bias, c, epi, act_params):
 
 # ------------------------------------------------------------------------------- ops
 def conv1d_plan(r, name, x, w, bias, stride=1, padding=0, dilation=1, groups=1, epi=activations.NONE,
-                act_params=None, max_tw=None, spec=None):
+                act_params=None, max_tw=None, spec=None, dev=None):
     """out = conv1d(x, w) + bias with the direct kernel `name`, one dispatch per folded window."""
     kern = KERNELS[name]
     n, c_in, l_in = x.shape
@@ -261,14 +264,15 @@ def conv1d_plan(r, name, x, w, bias, stride=1, padding=0, dilation=1, groups=1, 
         return k1.Conv1dLocal(n, groups, cig, cog, f.lw, t1 - t0, f.kw, f.s, f.d, f.pad, bias is not None, f.kb,
                               wk, f.lb, l_in, t0, l_out, epi.act, epi.slope, epi.in_act, epi.in_slope)
     whole = local(0, l_out, k1.Fold1d(0, l_in, 0, k, padding, stride, dilation))
-    sp = kern.spec_for(whole, tuple(spec or kern.defaults[r.dev.device_class]), r.dev)
+    dev = dev or r.dev
+    sp = kern.spec_for(whole, tuple(spec or kern.defaults[dev.device_class]), dev)
     if sp is None:
         raise ValueError(f"{name} does not take this layer (its choose() declines) on {r.info.name}")
     w4 = w.reshape(groups, cog, cig, k)
     tw_ = r.upload(None, kern.storage, kern.w_floats(whole, sp), lambda v: kern.pack_weights(v, w4, whole, sp))
     tb = bias_buffer(r, bias, c_out, epi, act_params)
     tout = r.tensor(n * c_out * l_out)
-    ops = [r.dispatch(name, local(t0, t1, f), [tx, tw_, tb, tout], spec) for t0, t1, f in windows]
+    ops = [r.dispatch(name, local(t0, t1, f), [tx, tw_, tb, tout], spec, dev) for t0, t1, f in windows]
     return r.plan(ops, tout, (n, c_out, l_out))
 
 
@@ -340,7 +344,10 @@ def grad_weight_plan(r, x, grad_out, k, stride=1, padding=0, dilation=1, groups=
     _, c_out, l_out = grad_out.shape
     cig, cog = c_in // groups, c_out // groups
     name += "_f16" if storage == "float16" else ""
-    tx, tg = r.upload(x, storage), r.upload(grad_out, storage)
+    ldx = base.round_up(l_in, 4) if name.startswith("conv1d_grad_weight_sg") else l_in   # vec4 rows
+    xp = np.zeros((n, c_in, ldx), np.float32)
+    xp[..., :l_in] = x
+    tx, tg = r.upload(xp, storage), r.upload(grad_out, storage)
     tgw = r.tensor(c_in * cog * k)
     chunks = k1.conv1d_windows(l_out, k, stride, dilation, padding, l_in, max_lx)
     ops = []
@@ -350,8 +357,28 @@ def grad_weight_plan(r, x, grad_out, k, stride=1, padding=0, dilation=1, groups=
         if f.kw == 0:
             continue
         loc = k1.GradWeightLocal(n, groups, cig, cog, f.kw, l1 - l0, f.lw, f.s, f.d, f.pad, k, f.kb,
-                                 bool(ops), l0, l_in, f.lb, l_out, epi.in_act, epi.in_slope)
+                                 bool(ops), l0, ldx, f.lb, l_out, epi.in_act, epi.in_slope)
         ops += [r.dispatch(name, loc, [tx, tg, tgw], spec), r.barrier()]
     if not ops:          # nothing reaches: a zero gradient
         ops = [r.kp.OpFill(tgw, 0, 4 * c_in * cog * k, 0)]
     return r.plan(ops, tgw, (c_in, cog, k))
+
+
+def grad_weight_gemm_plan(r, x, grad_out, k, stride=1, padding=0, dilation=1, groups=1, matmul="matmul_sg"):
+    """The matmul route to gw for a batch of one (float32, one chunk): im2col_1d's transposed layout
+    of grad_out, colT[g][l][co*K + k] = grad_out[g*cog + co, l*s - p + k*d] (rows ldb), then per
+    group C (cig x cog*K) = x_g (cig x L, rows padded to lda) . colT_g; C is gw's layout (rows ldc)."""
+    n, c_in, l_in = x.shape
+    _, c_out, l_out = grad_out.shape
+    assert n == 1, "the matmul route sums no batch: one matmul per batch entry and an add would"
+    cig, cog = c_in // groups, c_out // groups
+    mm = KERNELS[matmul]
+    lda, ldb = base.round_up(l_in, mm.align), base.round_up(cog * k, max(4, mm.align))
+    xa = np.zeros((c_in, lda), np.float32)
+    xa[:, :l_in] = x[0]
+    ta, tcol, tc = r.upload(xa), r.tensor(groups * l_in * ldb), r.tensor(c_in * ldb)
+    tg = r.upload(grad_out)
+    loc = k1.Im2colLocal(1, groups, cog, k, l_out, l_in, stride, dilation, padding, ldb, True)
+    mloc = base.MatmulLocal(groups, cig, cog * k, l_in, lda, ldb, ldb, groups, cig * lda, l_in * ldb, cig * ldb, 0)
+    ops = [r.dispatch("im2col_1d", loc, [tg, tcol]), r.barrier(), r.dispatch(matmul, mloc, [ta, tcol, tc])]
+    return r.plan(ops, tc, (c_in, ldb), post=lambda c: c[:, :cog * k].reshape(c_in, cog, k))

@@ -7,12 +7,14 @@ of conv1d_kit.py, through raw kp on the first Vulkan device (lavapipe here).
 Check ids read <what>/<kernel>/<case id>[/<variant>]:
   conv1d/<k>/<case>              a direct kernel (conv1d, conv1d_sg, conv1d_tiled and _f16 twins);
                                  /tw5: output windows of 5 (many folded pieces); /act: leaky_relu on
-                                 x and snake on the output; conv1d_sg takes >= 8 output channels per
-                                 group, so its cases are widened to 8*groups output channels
+                                 x and snake on the output; /gpu: conv1d_tiled with the tiles it
+                                 picks for a large GPU; the sg kernels' cases are widened to the
+                                 channels per group they take (see widened())
   gemm/<matmul>/<case>[/tw5]     im2col_1d -> matmul (portable or sg) -> bias_act_1d, per window
   im2col/<layout>/<case>         the column buffer itself, rows (ci, k) or transposed
   grad_weight/<k>/<case>[/lx5]   conv1d_grad_weight, whole or in input chunks of 5 (accumulating);
-                                 /act: with leaky_relu on x
+                                 /act: with leaky_relu on x; gemm_<matmul>: the matmul route
+                                 (im2col_1d transposed + matmul, batch of one)
 Each check passes when the output is finite and its normalised MSE is within TOL of its storage.
 tests/test_conv1d_kit.py runs this script once in a subprocess (one kp.Manager per process) and
 turns every check into a test.
@@ -34,14 +36,22 @@ from vkconvt import activations  # noqa: E402
 
 DIRECT = ("conv1d", "conv1d_sg", "conv1d_tiled")
 MATMUL = ("matmul", "matmul_sg")
+GRAD_WEIGHT = ("conv1d_grad_weight", "conv1d_grad_weight_sg")
 ACT_CASES = ("N2_Ci32_Co48_L64_K8_s4_p2_bias", "Ci24_Co20_L300_K11_p25_d5_bias", "Ci4_Co8_L10_K3_g4")
 BY_ID = {c.id: c for c in CASES}
+# conv1d_tiled's tiles for a large GPU (48 KiB shared memory, 1024 invocations, 32 lanes): their
+# shared memory (at most 24 KiB) fits lavapipe, so the GPU tiling runs and is checked here too
+LARGE_GPU = kit.base.Device("gpu", 49152, 1024, 32, ("basic", "shuffle"))
 
 
 def widened(case, name):
-    """conv1d_sg's lanes own output channels: it declines fewer than 8 per group."""
-    if name.startswith("conv1d_sg") and case.c_out // case.groups < 8:
-        return replace(case, c_out=8 * case.groups)
+    """The sg kernels decline narrow groups: conv1d_sg fewer than 8 output channels per group,
+    conv1d_grad_weight_sg (on the transposed conv: c_out in, c_in out) fewer than 8 in or 4 out."""
+    g = case.groups
+    if name.startswith("conv1d_sg"):
+        return replace(case, c_out=max(case.c_out, 8 * g))
+    if name.startswith("conv1d_grad_weight_sg"):
+        return replace(case, c_out=max(case.c_out, 8 * g), c_in=max(case.c_in, 4 * g))
     return case
 
 
@@ -52,14 +62,17 @@ def check_ids():
         for f16 in ("", "_f16"):
             ids += [f"conv1d/{k}{f16}/{c.id}" for k in DIRECT]
             ids += [f"gemm/{m}{f16}/{c.id}" for m in MATMUL]
-            ids += [f"grad_weight/conv1d_grad_weight{f16}/{c.id}"]
+            ids += [f"grad_weight/{k}{f16}/{c.id}" for k in GRAD_WEIGHT]
             if not c.huge:
                 ids += [f"im2col/{lay}{f16}/{c.id}" for lay in ("rows", "transposed")]
+        if c.n == 1 and not c.huge:
+            ids += [f"grad_weight/gemm_{m}/{c.id}" for m in MATMUL]
         ids += [f"conv1d/{k}/{c.id}/tw5" for k in DIRECT] + [f"gemm/matmul_sg/{c.id}/tw5"]
-        ids += [f"grad_weight/conv1d_grad_weight/{c.id}/lx5"]
+        ids += [f"conv1d/conv1d_tiled{f16}/{c.id}/gpu" for f16 in ("", "_f16")]
+        ids += [f"grad_weight/{k}/{c.id}/lx5" for k in GRAD_WEIGHT]
         if c.id in ACT_CASES:
             ids += [f"conv1d/{k}{f16}/{c.id}/act" for k in DIRECT for f16 in ("", "_f16")]
-            ids += [f"grad_weight/conv1d_grad_weight/{c.id}/act"]
+            ids += [f"grad_weight/{k}/{c.id}/act" for k in GRAD_WEIGHT]
     return ids
 
 
@@ -99,8 +112,11 @@ def run_check(r, cid):
         xt = rng.standard_normal((case.n, case.c_out, case.l_out)).astype(np.float32)
         go = rng.standard_normal((case.n, case.c_in, case.l)).astype(np.float32)
         epi = epilogue(case.c_in)[0] if variant == "act" else activations.NONE
-        got = kit.grad_weight_plan(r, xt, go, case.k, *hyper, epi=epi, max_lx=5 if variant == "lx5" else None,
-                                   storage=storage).result()
+        if kern.startswith("gemm_"):
+            got = kit.grad_weight_gemm_plan(r, xt, go, case.k, *hyper, matmul=kern[5:]).result()
+        else:
+            got = kit.grad_weight_plan(r, xt, go, case.k, *hyper, epi=epi, max_lx=5 if variant == "lx5" else None,
+                                       name=kern.replace("_f16", ""), storage=storage).result()
         xin = activations.apply_input(store(xt), epi)
         return score(got, ref.conv_transpose1d_grad_weight(f64(xin), f64(store(go)), case.k, *hyper), storage)
     epi, params = epilogue(case.c_out) if variant == "act" else (activations.NONE, None)
@@ -109,7 +125,8 @@ def run_check(r, cid):
         got = kit.conv1d_gemm_plan(r, x, w, b, *hyper, epi=epi, act_params=params, max_tw=max_tw,
                                    matmul=kern.replace("_f16", ""), storage=storage).result()
     else:
-        got = kit.conv1d_plan(r, kern, x, w, b, *hyper, epi=epi, act_params=params, max_tw=max_tw).result()
+        dev = LARGE_GPU if variant == "gpu" else None
+        got = kit.conv1d_plan(r, kern, x, w, b, *hyper, epi=epi, act_params=params, max_tw=max_tw, dev=dev).result()
     want = ref.conv1d_direct(f64(activations.apply_input(store(x), epi)), f64(store(w)), f64(b), *hyper)
     if epi.act:
         want = activations.apply(want, epi, params.astype(np.float64))

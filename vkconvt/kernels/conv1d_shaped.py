@@ -4,6 +4,8 @@
                 their inputs through subgroupShuffle, CI input channels per trip
   conv1d_tiled  real GPUs: an implicit GEMM [cog x (K*cig)] . [(K*cig) x outputs], both operands
                 staged through shared memory, register tiles, coalesced loads and stores
+  conv1d_grad_weight_sg  llvmpipe: conv_transpose1d's weight gradient as matmul_sg per tap (x rows
+                shared by shuffle, vec4 along positions), batch and length summed in registers
 
 Both take kernels/conv1d.py's Conv1dLocal and read the layer's weight packed once (every piece
 reads taps kb.. of it), so their layouts depend on the layer and the spec's layout entries alone.
@@ -11,7 +13,7 @@ reads taps kb.. of it), so their layouts depend on the layer and the spec's layo
 import math
 
 from .base import Kernel, cdiv, round_up
-from .conv1d import CONV1D_BINDINGS
+from .conv1d import CONV1D_BINDINGS, GRAD_WEIGHT
 from .cpu import SHUFFLE, _blocked_transpose
 from .gpu import MIN_WORKGROUPS, _next_pow2, _profile, shrink_to_fit
 from .portable import ACT_FLOATS, ACT_PUSH, GRID
@@ -177,5 +179,42 @@ CONV1D_TILED = Kernel(
     w_floats=lambda loc, spec: loc.G * _wk(loc) * loc.cig * round_up(loc.cog, 4),
     shared_bytes=tiled_shared, invocations=lambda spec: spec[0] * spec[1])
 
-BASE = (CONV1D_SG, CONV1D_TILED)
+# ------------------------------------------------------------------------------- conv1d_grad_weight_sg
+def gw_sg_choose(loc, spec, dev):
+    """TM: 64 input channels, fewer (a multiple of SG) for a narrower layer; fewer than SG input or
+    4 output channels per group (depthwise) go to the portable kernel."""
+    wg, tm, tn, sg = spec
+    if loc.cig < sg or loc.cog < 4:
+        return None
+    return wg, min(tm, round_up(loc.cig, sg)), tn, sg
+
+
+def gw_sg_setup(loc, spec):
+    wg, tm, tn, _ = spec
+    ob, ib = cdiv(loc.cog, wg * tn), cdiv(loc.cig, tm)
+    _, fields = GRAD_WEIGHT.setup(loc, (1, 1, 1))
+    fields = {k: v for k, v in fields.items() if k not in ("oblocks", "iblocks")}
+    return (ob, loc.G * ib, max(1, loc.K)), dict(fields, OB=ob, IB=ib)
+
+
+def gw_sg_work(loc, spec, grid):
+    wg, tm, tn, _ = spec
+    groups = float(grid[0]) * grid[1] * grid[2]
+    trips = groups * loc.nb * cdiv(min(loc.lx, cdiv(loc.lg, loc.s) + 1) + 3, 4)
+    return {"groups": groups, "trips": trips, "mac": trips * 4 * tm * wg * tn, "out": groups * tm * wg * tn}
+
+
+GRAD_WEIGHT_SG = Kernel(
+    name="conv1d_grad_weight_sg", op="conv1d_grad_weight",
+    summary="llvmpipe weight gradient: matmul_sg's shape per tap, x rows shared by shuffle, batch and length "
+            "summed in registers, accumulate flag for chunks",
+    push=("nb", "G", "cig", "cog", "K", "lx", "ldx", "xoff", "lg", "ldg", "goff", "s", "d", "pad", "ldk", "kb",
+          "accumulate", "OB", "IB", "in_act", "in_slope") + GRID,
+    signed=("pad",), floats=("in_slope",), spec=("wg", "tm", "tn", "sg"),
+    defaults={"cpu": (8, 64, 4, 8), "gpu": (32, 64, 4, 32)},
+    bindings=GRAD_WEIGHT.bindings, setup=gw_sg_setup, work=gw_sg_work, choose=gw_sg_choose,
+    x_layout=lambda loc, spec: (0, round_up(max(loc.lx, 1), 4)),   # vec4 rows: ldx % 4 == 0, any xoff
+    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0])
+
+BASE = (CONV1D_SG, CONV1D_TILED, GRAD_WEIGHT_SG)
 assert CONV1D_BINDINGS[0] == CONV1D_SG.bindings[0] == CONV1D_TILED.bindings[0]
