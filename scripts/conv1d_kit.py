@@ -337,7 +337,7 @@ def conv1d_gemm_plan(r, x, w, bias, stride=1, padding=0, dilation=1, groups=1, e
 
 
 def grad_weight_plan(r, x, grad_out, k, stride=1, padding=0, dilation=1, groups=1, epi=activations.NONE,
-                     max_lx=None, name="conv1d_grad_weight", storage="float32", spec=None):
+                     max_lx=None, name="conv1d_grad_weight", storage="float32", spec=None, dev=None):
     """gw (C_in, C_out/groups, K) of conv_transpose1d(x) from grad_out, over input chunks of at most
     max_lx positions: the first writes (or the buffer is zero-filled when it misses taps), the rest add."""
     n, c_in, l_in = x.shape
@@ -358,7 +358,7 @@ def grad_weight_plan(r, x, grad_out, k, stride=1, padding=0, dilation=1, groups=
             continue
         loc = k1.GradWeightLocal(n, groups, cig, cog, f.kw, l1 - l0, f.lw, f.s, f.d, f.pad, k, f.kb,
                                  bool(ops), l0, ldx, f.lb, l_out, epi.in_act, epi.in_slope)
-        ops += [r.dispatch(name, loc, [tx, tg, tgw], spec), r.barrier()]
+        ops += [r.dispatch(name, loc, [tx, tg, tgw], spec, dev), r.barrier()]
     if not ops:          # nothing reaches: a zero gradient
         ops = [r.kp.OpFill(tgw, 0, 4 * c_in * cog * k, 0)]
     return r.plan(ops, tgw, (c_in, cog, k))

@@ -8,7 +8,7 @@ the grad_input conv1d of HiFi-GAN ups[0] (grad_out (1, 256, 688), w (512, 256, 1
 padding 4), and the weight gradients of ups[0] and of a resblock conv (computed as a transposed
 conv's: conv1d's grad_w is conv_transpose1d's with x and grad_out swapped).
 Kernels: conv1d (portable), conv1d_sg, conv1d_tiled, gemm (im2col_1d + matmul_sg + bias_act_1d);
-conv1d_grad_weight (portable), conv1d_grad_weight_sg, and the matmul route (im2col_1d transposed +
+conv1d_grad_weight (portable), conv1d_grad_weight_sg, conv1d_grad_weight_tiled, the matmul route (im2col_1d transposed +
 matmul_sg).
 PyTorch runs in a process of its own (spawned, OMP_WAIT_POLICY=PASSIVE, the main process idle
 meanwhile). Each round times PyTorch, then every kernel interleaved (A B C A B C); a round's ratios
@@ -102,7 +102,7 @@ def plans(r, kind, arrays, hyper):
     x, go, w = arrays
     s, p, d, _ = hyper
     res = {name: (lambda name=name: kit.grad_weight_plan(r, x, go, w.shape[-1], s, p, d, name=name))
-           for name in ("conv1d_grad_weight", "conv1d_grad_weight_sg")}
+           for name in ("conv1d_grad_weight", "conv1d_grad_weight_sg", "conv1d_grad_weight_tiled")}
     res["gemm (im2col T + matmul_sg)"] = lambda: kit.grad_weight_gemm_plan(r, x, go, w.shape[-1], s, p, d)
     return res
 

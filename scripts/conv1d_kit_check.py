@@ -14,7 +14,8 @@ Check ids read <what>/<kernel>/<case id>[/<variant>]:
   im2col/<layout>/<case>         the column buffer itself, rows (ci, k) or transposed
   grad_weight/<k>/<case>[/lx5]   conv1d_grad_weight, whole or in input chunks of 5 (accumulating);
                                  /act: with leaky_relu on x; gemm_<matmul>: the matmul route
-                                 (im2col_1d transposed + matmul, batch of one)
+                                 (im2col_1d transposed + matmul, batch of one); /gpu: the tiled
+                                 kernel with a large GPU's tiles
 Each check passes when the output is finite and its normalised MSE is within TOL of its storage.
 tests/test_conv1d_kit.py runs this script once in a subprocess (one kp.Manager per process) and
 turns every check into a test.
@@ -36,10 +37,10 @@ from vkconvt import activations  # noqa: E402
 
 DIRECT = ("conv1d", "conv1d_sg", "conv1d_tiled")
 MATMUL = ("matmul", "matmul_sg")
-GRAD_WEIGHT = ("conv1d_grad_weight", "conv1d_grad_weight_sg")
+GRAD_WEIGHT = ("conv1d_grad_weight", "conv1d_grad_weight_sg", "conv1d_grad_weight_tiled")
 ACT_CASES = ("N2_Ci32_Co48_L64_K8_s4_p2_bias", "Ci24_Co20_L300_K11_p25_d5_bias", "Ci4_Co8_L10_K3_g4")
 BY_ID = {c.id: c for c in CASES}
-# conv1d_tiled's tiles for a large GPU (48 KiB shared memory, 1024 invocations, 32 lanes): their
+# the tiled kernels' tiles for a large GPU (48 KiB shared memory, 1024 invocations, 32 lanes): their
 # shared memory (at most 24 KiB) fits lavapipe, so the GPU tiling runs and is checked here too
 LARGE_GPU = kit.base.Device("gpu", 49152, 1024, 32, ("basic", "shuffle"))
 
@@ -69,6 +70,7 @@ def check_ids():
             ids += [f"grad_weight/gemm_{m}/{c.id}" for m in MATMUL]
         ids += [f"conv1d/{k}/{c.id}/tw5" for k in DIRECT] + [f"gemm/matmul_sg/{c.id}/tw5"]
         ids += [f"conv1d/conv1d_tiled{f16}/{c.id}/gpu" for f16 in ("", "_f16")]
+        ids += [f"grad_weight/conv1d_grad_weight_tiled{f16}/{c.id}/gpu" for f16 in ("", "_f16")]
         ids += [f"grad_weight/{k}/{c.id}/lx5" for k in GRAD_WEIGHT]
         if c.id in ACT_CASES:
             ids += [f"conv1d/{k}{f16}/{c.id}/act" for k in DIRECT for f16 in ("", "_f16")]
@@ -116,7 +118,8 @@ def run_check(r, cid):
             got = kit.grad_weight_gemm_plan(r, xt, go, case.k, *hyper, matmul=kern[5:]).result()
         else:
             got = kit.grad_weight_plan(r, xt, go, case.k, *hyper, epi=epi, max_lx=5 if variant == "lx5" else None,
-                                       name=kern.replace("_f16", ""), storage=storage).result()
+                                       name=kern.replace("_f16", ""), storage=storage,
+                                       dev=LARGE_GPU if variant == "gpu" else None).result()
         xin = activations.apply_input(store(xt), epi)
         return score(got, ref.conv_transpose1d_grad_weight(f64(xin), f64(store(go)), case.k, *hyper), storage)
     epi, params = epilogue(case.c_out) if variant == "act" else (activations.NONE, None)

@@ -6,6 +6,8 @@
                 staged through shared memory, register tiles, coalesced loads and stores
   conv1d_grad_weight_sg  llvmpipe: conv_transpose1d's weight gradient as matmul_sg per tap (x rows
                 shared by shuffle, vec4 along positions), batch and length summed in registers
+  conv1d_grad_weight_tiled  GPUs: the same per-tap matmul with both operands staged through shared
+                memory along the positions (coalesced), register tiles of ci x o
 
 Both take kernels/conv1d.py's Conv1dLocal and read the layer's weight packed once (every piece
 reads taps kb.. of it), so their layouts depend on the layer and the spec's layout entries alone.
@@ -216,5 +218,73 @@ GRAD_WEIGHT_SG = Kernel(
     x_layout=lambda loc, spec: (0, round_up(max(loc.lx, 1), 4)),   # vec4 rows: ldx % 4 == 0, any xoff
     subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0])
 
-BASE = (CONV1D_SG, CONV1D_TILED, GRAD_WEIGHT_SG)
+# ------------------------------------------------------------------------------- conv1d_grad_weight_tiled
+def _gw_tile(spec):
+    wx, wy, tm, tn, bk = spec
+    return tm * wy, tn * wx                        # BM input channels, BN output channels
+
+
+def gw_tiled_shared(spec):
+    bm, bn = _gw_tile(spec)
+    return 4 * spec[4] * (bm + bn + 2)
+
+
+def _gw_grid(loc, spec):
+    bm, bn = _gw_tile(spec)
+    return cdiv(loc.cog, bn), loc.G * cdiv(loc.cig, bm), max(1, loc.K)
+
+
+def gw_tiled_choose(loc, spec, dev):
+    """large: 16 x 16 threads, 8 x 8 channels each (128 x 128 tiles); small: 16 x 8 threads, 4 x 4;
+    narrow layers shrink the tile sides, then tiles shrink (channels per thread, then threads, not
+    below one subgroup) until the grid fills the GPU, then until shared memory and invocations fit."""
+    prof = _profile(dev)
+    sp = [16, 16, 8, 8, 16] if prof == "large" else [16, 8, 4, 4, 16]
+    while sp[0] * sp[1] > dev.max_invocations:
+        sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
+    floor = max(dev.subgroup_size, 1)
+    while sp[2] > 1 and _gw_tile(sp)[0] >= 2 * loc.cig:
+        sp[2] //= 2
+    while sp[3] > 1 and _gw_tile(sp)[1] >= 2 * loc.cog:
+        sp[3] //= 2
+    while math.prod(_gw_grid(loc, sp)) < MIN_WORKGROUPS[prof]:
+        bm, bn = _gw_tile(sp)
+        if sp[3] > 1 and bn >= bm:
+            sp[3] //= 2
+        elif sp[2] > 1:
+            sp[2] //= 2
+        elif sp[3] > 1:
+            sp[3] //= 2
+        elif sp[1] > 1 and sp[0] * sp[1] // 2 >= floor:
+            sp[1] //= 2
+        elif sp[0] > 1 and sp[0] * sp[1] // 2 >= floor:
+            sp[0] //= 2
+        else:
+            break
+    return shrink_to_fit(sp, gw_tiled_shared, dev, ((4, 4), (2, 1), (3, 1), (1, 1), (0, 1)))
+
+
+def gw_tiled_setup(loc, spec):
+    grid = _gw_grid(loc, spec)
+    _, fields = GRAD_WEIGHT.setup(loc, (1, 1, 1))
+    fields = {k: v for k, v in fields.items() if k not in ("oblocks", "iblocks")}
+    return grid, dict(fields, OB=grid[0], IB=grid[1] // loc.G)
+
+
+def gw_tiled_work(loc, spec, grid):
+    bm, bn = _gw_tile(spec)
+    tiles = float(grid[0]) * grid[1] * grid[2]
+    steps = loc.nb * round_up(min(loc.lx, cdiv(loc.lg, loc.s) + 1), spec[4])
+    return {"tiles": tiles, "mac": tiles * steps * bm * bn, "out": tiles * bm * bn}
+
+
+GRAD_WEIGHT_TILED = Kernel(
+    name="conv1d_grad_weight_tiled", op="conv1d_grad_weight",
+    summary="GPU weight gradient: a per-tap matmul, x and grad_out staged along positions in shared memory",
+    push=GRAD_WEIGHT_SG.push, signed=("pad",), floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn", "bk"),
+    defaults={"cpu": (16, 8, 4, 4, 16), "gpu": (16, 16, 8, 8, 16)},
+    bindings=GRAD_WEIGHT.bindings, setup=gw_tiled_setup, work=gw_tiled_work, choose=gw_tiled_choose,
+    shared_bytes=gw_tiled_shared, invocations=lambda spec: spec[0] * spec[1])
+
+BASE = (CONV1D_SG, CONV1D_TILED, GRAD_WEIGHT_SG, GRAD_WEIGHT_TILED)
 assert CONV1D_BINDINGS[0] == CONV1D_SG.bindings[0] == CONV1D_TILED.bindings[0]
