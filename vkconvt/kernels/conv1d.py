@@ -10,6 +10,32 @@ twins then follow from its _f16_twin, and shaders/variants.txt already compiles 
 
 Piece-local problems (dataclasses below) and the host folding (fold_conv1d, conv1d_windows) are
 device-free, like fold.py and base.py: every index a shader computes stays below 2**31.
+
+Registering: BASE + conv1d_shaped.BASE join kernels/__init__.py's BASE, OPS join its OPS, each op
+is its own FALLBACK; measured preference on lavapipe (scripts/conv1d_kit_bench.py): conv1d
+("conv1d_sg", "conv1d"), conv1d_grad_weight ("conv1d_grad_weight_sg", "conv1d_grad_weight"); GPU
+by design: conv1d_tiled, conv1d_grad_weight_tiled. The conv1d kernels' weight is the layer's
+(C_out, cig, K) reshaped (G, cog, cig, K) for pack_weights; the grad_input of conv_transpose1d is
+conv1d(grad_out, w) with w's (C_in, C_out/g, K) read as (out_ch, in_ch/g, K), unchanged.
+
+conv1d's gemm path: im2col_1d (rows (ci, k) x positions, row pitch ldcol = the matmul's aligned
+N) -> matmul per (n, g) with A = weights (G, cog, lda >= cig*kw) for the window's taps, a_batch_mod
+G -> bias_act_1d from the matmul's rows (lds) into the output's (ldo, ooff). Windows cut over the
+outputs bound the workspace: cig*K*ldcol*nb*G column floats + nb*C_out*ldcol matmul floats.
+
+Weight gradient (conv_transpose1d's; conv1d's own is the same kernel with x and grad_out swapped):
+gw[g*cig + ci, o, k] = sum_{n, l} x[n, g*cig + ci, l] * go[n, g*cog + o, l*s - p + k*d]. Direct
+kernels (no workspace): per tap a matmul with the reduction along the positions, the batch looped
+inside, so one dispatch sums over n and l. Chunking over length: cut the x positions into windows
+[l0, l1) (conv1d_windows over x positions, grad_out in the role of conv1d's input: each window gets
+the grad_out window [lb, lb + lw) and taps [kb, kb + kw) it meets, pointed at by xoff = l0, goff = lb
+in the whole tensors) and dispatch them in order with a barrier between: the first with
+accumulate = 0 (when it meets every tap; else fill gw with zeros first, kp.OpFill), the rest with
+accumulate = 1 (they add into gw). No partial buffers. The matmul route (im2col_1d transposed:
+colT[g][l][co*K + k] = go[g*cog + co, l*s - p + k*d], then matmul C_g = x_g (cig x L) . colT_g) is
+exact too but sums no batch and has no accumulate flag (a chunk or batch entry needs its own C and
+an add): faster than conv1d_grad_weight_sg on short inputs (ups[0], L 86), slower on long ones.
+grad_bias is a plain sum over batch and length (numpy_ops.grad_bias; no kernel here).
 """
 from dataclasses import dataclass
 
