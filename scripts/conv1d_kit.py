@@ -21,7 +21,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from vkconvt import activations  # noqa: E402
-from vkconvt.backends import numpy_ops as ref  # noqa: E402
+from vkconvt import reference as ref  # noqa: E402
 from vkconvt.kernels import base, conv1d as k1, conv1d_shaped as k1s, cpu, portable  # noqa: E402
 
 SPV_DIR = os.path.join(ROOT, "vkconvt", "spv")

@@ -1,4 +1,4 @@
-"""vkconvt/backends/numpy_ops.py against PyTorch in float64: conv1d (direct, gemm, im2col), and
+"""vkconvt/reference.py (conv1d and the gradients) against PyTorch in float64: conv1d (direct, gemm, im2col), and
 the gradients of conv_transpose1d (input, weight, bias) from autograd, over the kit's case table
 (scripts/conv1d_kit.py). Cases with offsets beyond 32 bits (PyTorch would allocate the padding)
 are checked against a brute-force loop with exact integers."""
@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 from conv1d_kit import CASES, CASE_IDS  # noqa: E402
 
-from vkconvt.backends import numpy_ops as ops  # noqa: E402
+from vkconvt import reference as ops  # noqa: E402
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

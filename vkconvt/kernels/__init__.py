@@ -22,13 +22,15 @@ the first whose choose() takes it (the portable kernel, last, takes everything).
                float16 call's output rounded on the device)
   cpu.py       conv_transpose_1d_sg, conv_transpose_1d_dw, matmul_sg: llvmpipe-shaped
   gpu.py       conv_transpose_1d_tiled, matmul_tiled: GPU-shaped (shared-memory tiles)
+  conv1d.py    conv1d, im2col_1d, bias_act_1d, conv1d_grad_weight: portable kernels of conv1d and of
+               conv_transpose1d's weight gradient; conv1d_shaped.py their llvmpipe (_sg) and GPU (_tiled) shapes
 `register(kernel)` adds a kernel at run time (a test's toy op does).
 """
 from dataclasses import replace
 
 import numpy as np
 
-from . import cpu, gpu, portable
+from . import conv1d, conv1d_shaped, cpu, gpu, portable
 from .base import (DEVICE_CLASSES, Col2imLocal, ConvLocal, Device, Kernel, MatmulLocal, cdiv, device_class,
                    device_of, no_margins, phase_constants, round_up)
 from .portable import GRID, PHASE_PUSH, PackLocal
@@ -40,13 +42,15 @@ __all__ = ["KERNELS", "OPS", "GRID", "PHASE_PUSH", "DEVICE_CLASSES", "Kernel", "
 
 F16 = "_f16"
 BASE = (portable.CONV, cpu.CONV_SG, cpu.CONV_DW, gpu.CONV_TILED, portable.MATMUL, cpu.MATMUL_SG, gpu.MATMUL_TILED,
-        portable.COL2IM, portable.TO_FLOAT16)
+        portable.COL2IM, portable.TO_FLOAT16) + conv1d.BASE + conv1d_shaped.BASE
 # The kernels each device class tries, in order (measured on lavapipe; the GPU order by design,
 # not measured): `python -m vkconvt tune` replaces it with the order measured on the user's device.
 # The op's portable kernel (FALLBACK) always ends the list.
 PREFERENCE = {
-    "cpu": {"conv_transpose_1d": ("conv_transpose_1d_dw", "conv_transpose_1d_sg"), "matmul": ("matmul_sg",)},
-    "gpu": {"conv_transpose_1d": ("conv_transpose_1d_tiled",), "matmul": ("matmul_tiled",)},
+    "cpu": {"conv_transpose_1d": ("conv_transpose_1d_dw", "conv_transpose_1d_sg"), "matmul": ("matmul_sg",),
+            "conv1d": ("conv1d_sg",), "conv1d_grad_weight": ("conv1d_grad_weight_sg",)},
+    "gpu": {"conv_transpose_1d": ("conv_transpose_1d_tiled",), "matmul": ("matmul_tiled",),
+            "conv1d": ("conv1d_tiled",), "conv1d_grad_weight": ("conv1d_grad_weight_tiled",)},
 }
 KERNELS = {}
 FALLBACK = {}           # op -> its portable kernel (float32): the first kernel registered for the op

@@ -1,41 +1,35 @@
-"""Kernel-table entries for conv1d and the backward pass of conv_transpose1d (issue 19); not
-registered yet (the lead adds BASE to kernels/__init__.py's BASE and the ops to OPS; the float16
-twins then follow from its _f16_twin, and shaders/variants.txt already compiles them).
+"""Kernel-table entries for conv1d and the backward pass of conv_transpose1d (issue 19), registered
+by kernels/__init__.py (their float16 twins follow the VKCONVT_F16 rule):
 
   conv1d               portable direct conv1d: a TC x TT register tile (any device)
   im2col_1d            the gemm path's column buffer (and its transposed layout)
   bias_act_1d          the gemm path's epilogue: bias + fused activation, into the output layout
   conv1d_grad_weight   conv_transpose1d's weight gradient, direct, accumulating over chunks
-  (kernels/conv1d_shaped.py: conv1d_sg for llvmpipe, conv1d_tiled for GPUs)
+  (kernels/conv1d_shaped.py: conv1d_sg for llvmpipe, conv1d_tiled for GPUs, and the weight
+  gradient's _sg and _tiled shapes)
 
 Piece-local problems (dataclasses below) and the host folding (fold_conv1d, conv1d_windows) are
-device-free, like fold.py and base.py: every index a shader computes stays below 2**31.
+device-free, like fold.py and base.py: every index a shader computes stays below 2**31. The ops
+that run these kernels are declared in vkconvt/ops/conv1d.py and vkconvt/ops/conv_grad_weight.py.
 
-Registering: BASE + conv1d_shaped.BASE join kernels/__init__.py's BASE, OPS join its OPS, each op
-is its own FALLBACK; measured preference on lavapipe (scripts/conv1d_kit_bench.py): conv1d
-("conv1d_sg", "conv1d"), conv1d_grad_weight ("conv1d_grad_weight_sg", "conv1d_grad_weight"); GPU
-by design: conv1d_tiled, conv1d_grad_weight_tiled. The conv1d kernels' weight is the layer's
-(C_out, cig, K) reshaped (G, cog, cig, K) for pack_weights; the grad_input of conv_transpose1d is
-conv1d(grad_out, w) with w's (C_in, C_out/g, K) read as (out_ch, in_ch/g, K), unchanged.
+The conv1d kernels' weight is the layer's (C_out, cig, K) reshaped (G, cog, cig, K) for
+pack_weights; the grad_input of conv_transpose1d is conv1d(grad_out, w) with w's (C_in, C_out/g,
+K) read as (out_ch, in_ch/g, K), unchanged.
 
 conv1d's gemm path: im2col_1d (rows (ci, k) x positions, row pitch ldcol = the matmul's aligned
 N) -> matmul per (n, g) with A = weights (G, cog, lda >= cig*kw) for the window's taps, a_batch_mod
-G -> bias_act_1d from the matmul's rows (lds) into the output's (ldo, ooff). Windows cut over the
-outputs bound the workspace: cig*K*ldcol*nb*G column floats + nb*C_out*ldcol matmul floats.
+G -> bias_act_1d from the matmul's rows (lds) into the output's (ldo, ooff).
 
 Weight gradient (conv_transpose1d's; conv1d's own is the same kernel with x and grad_out swapped):
 gw[g*cig + ci, o, k] = sum_{n, l} x[n, g*cig + ci, l] * go[n, g*cog + o, l*s - p + k*d]. Direct
 kernels (no workspace): per tap a matmul with the reduction along the positions, the batch looped
-inside, so one dispatch sums over n and l. Chunking over length: cut the x positions into windows
-[l0, l1) (conv1d_windows over x positions, grad_out in the role of conv1d's input: each window gets
-the grad_out window [lb, lb + lw) and taps [kb, kb + kw) it meets, pointed at by xoff = l0, goff = lb
-in the whole tensors) and dispatch them in order with a barrier between: the first with
-accumulate = 0 (when it meets every tap; else fill gw with zeros first, kp.OpFill), the rest with
-accumulate = 1 (they add into gw). No partial buffers. The matmul route (im2col_1d transposed:
-colT[g][l][co*K + k] = go[g*cog + co, l*s - p + k*d], then matmul C_g = x_g (cig x L) . colT_g) is
-exact too but sums no batch and has no accumulate flag (a chunk or batch entry needs its own C and
-an add): faster than conv1d_grad_weight_sg on short inputs (ups[0], L 86), slower on long ones.
-grad_bias is a plain sum over batch and length (numpy_ops.grad_bias; no kernel here).
+inside, so one dispatch sums over n and l; windows over the x positions (conv1d_windows with
+grad_out in the role of conv1d's input) are folded, and dispatched in order with the accumulate
+flag: the first writes gw (when it meets every tap; else a zero-fill dispatch comes first), the
+rest add into it. The matmul route (im2col_1d transposed: colT[g][l][co*K + k] = go[g*cog + co,
+l*s - p + k*d], then C_g = x_g (cig x L) . colT_g) sums no batch and has no accumulate flag: the
+op adds each batch entry's C into gw with col2im_1d (see ops/conv_grad_weight.py).
+grad_bias is a plain sum over batch and length (reference.grad_bias; no kernel here).
 """
 from dataclasses import dataclass
 
@@ -231,7 +225,8 @@ CONV1D = Kernel(
     push=CONV1D_PUSH, signed=("pad",), floats=ACT_FLOATS, spec=("wg", "tc", "tt"),
     defaults={"cpu": (8, 8, 8), "gpu": (64, 4, 4)}, bindings=CONV1D_BINDINGS,
     setup=conv1d_setup, work=conv1d_work, choose=conv1d_choose, pack_weights=identity_conv1d_weights,
-    w_floats=lambda loc, spec: loc.G * loc.cog * loc.cig * (loc.wk or loc.K), invocations=lambda spec: spec[0])
+    w_floats=lambda loc, spec: loc.G * loc.cog * loc.cig * (loc.wk or loc.K), invocations=lambda spec: spec[0],
+    search=(dict(tc=4), dict(tt=4)), shrink=("wg",))
 
 
 # ------------------------------------------------------------------------------- im2col_1d
@@ -250,7 +245,7 @@ IM2COL = Kernel(
     signed=("pad",), spec=("wg",), defaults={"cpu": (64,), "gpu": (256,)},
     bindings=(("x", "(nb, G*cpg, ldx)"), ("col", "(nb*G, cpg*K, ldcol) or (nb*G, tw, ldcol)")),
     setup=im2col_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.G * loc.cpg * loc.K * loc.tw},
-    invocations=lambda spec: spec[0])
+    invocations=lambda spec: spec[0], shrink=("wg",))
 
 
 # ------------------------------------------------------------------------------- bias_act_1d
@@ -268,7 +263,7 @@ BIAS_ACT = Kernel(
     spec=("wg",), defaults={"cpu": (64,), "gpu": (256,)},
     bindings=(("src", "(nb, C, lds)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, ldo)")),
     setup=bias_act_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.C * loc.tw},
-    invocations=lambda spec: spec[0])
+    invocations=lambda spec: spec[0], shrink=("wg",))
 
 
 # ------------------------------------------------------------------------------- conv1d_grad_weight
@@ -303,7 +298,7 @@ GRAD_WEIGHT = Kernel(
     signed=("pad",), floats=("in_slope",), spec=("wg", "ti", "to"),
     defaults={"cpu": (8, 8, 8), "gpu": (64, 4, 4)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("go", "(nb, G*cog, ldg)"), ("gw", "(G*cig, cog, ldk)")),
-    setup=grad_weight_setup, work=grad_weight_work, choose=grad_weight_choose, invocations=lambda spec: spec[0])
+    setup=grad_weight_setup, work=grad_weight_work, choose=grad_weight_choose, invocations=lambda spec: spec[0],
+    search=(dict(ti=4, to=4),), shrink=("wg",))
 
 BASE = (CONV1D, IM2COL, BIAS_ACT, GRAD_WEIGHT)
-OPS = ("conv1d", "im2col_1d", "bias_act_1d", "conv1d_grad_weight")

@@ -1,4 +1,4 @@
-"""Shaped conv1d kernels (issue 19), not registered yet (see kernels/conv1d.py):
+"""Shaped conv1d and weight-gradient kernels (issue 19; see kernels/conv1d.py):
 
   conv1d_sg     llvmpipe: lanes own output channels (vec4 weights), J consecutive outputs share
                 their inputs through subgroupShuffle, CI input channels per trip
@@ -86,7 +86,8 @@ CONV1D_SG = Kernel(
               ("out", "(nb, G*cog, ldo)")),
     setup=sg_setup, work=sg_work, choose=sg_choose, pack_weights=sg_weights,
     w_floats=lambda loc, spec: loc.G * _wk(loc) * _sg_pads(loc, spec)[0] * _sg_pads(loc, spec)[1],
-    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[4], invocations=lambda spec: spec[0])
+    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[4], invocations=lambda spec: spec[0],
+    search=(dict(ci=1),))
 
 
 # ------------------------------------------------------------------------------- conv1d_tiled
@@ -175,7 +176,7 @@ CONV1D_TILED = Kernel(
     push=("G", "cig", "cog", "cogp", "K", "kb", "wk", "lw", "ldx", "xoff", "tw", "ldo", "ooff", "s", "d", "pad",
           "utiles", "has_bias") + ACT_PUSH + GRID,
     signed=("pad",), floats=ACT_FLOATS, spec=("wg_x", "wg_y", "tm4", "tn", "bt", "bc"),
-    defaults={"cpu": (8, 2, 1, 4, 1, 16), "gpu": (32, 8, 2, 8, 1, 16)},
+    defaults={"cpu": (8, 2, 1, 4, 1, 16), "gpu": (32, 8, 2, 4, 1, 16)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, wk, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, ldo)")),
     setup=tiled_setup, work=tiled_work, choose=tiled_choose, pack_weights=tiled_weights,
     w_floats=lambda loc, spec: loc.G * _wk(loc) * loc.cig * round_up(loc.cog, 4),
@@ -216,7 +217,8 @@ GRAD_WEIGHT_SG = Kernel(
     defaults={"cpu": (8, 64, 4, 8), "gpu": (32, 64, 4, 32)},
     bindings=GRAD_WEIGHT.bindings, setup=gw_sg_setup, work=gw_sg_work, choose=gw_sg_choose,
     x_layout=lambda loc, spec: (0, round_up(max(loc.lx, 1), 4)),   # vec4 rows: ldx % 4 == 0, any xoff
-    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0])
+    subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0],
+    search=(dict(tm=32),))
 
 # ------------------------------------------------------------------------------- conv1d_grad_weight_tiled
 def _gw_tile(spec):
@@ -282,7 +284,7 @@ GRAD_WEIGHT_TILED = Kernel(
     name="conv1d_grad_weight_tiled", op="conv1d_grad_weight",
     summary="GPU weight gradient: a per-tap matmul, x and grad_out staged along positions in shared memory",
     push=GRAD_WEIGHT_SG.push, signed=("pad",), floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn", "bk"),
-    defaults={"cpu": (16, 8, 4, 4, 16), "gpu": (16, 16, 8, 8, 16)},
+    defaults={"cpu": (16, 8, 4, 4, 16), "gpu": (16, 16, 4, 8, 16)},
     bindings=GRAD_WEIGHT.bindings, setup=gw_tiled_setup, work=gw_tiled_work, choose=gw_tiled_choose,
     shared_bytes=gw_tiled_shared, invocations=lambda spec: spec[0] * spec[1])
 
