@@ -106,4 +106,4 @@ def apply_input(x, epi):
     """The input activation on a copy of x (leaky_relu with in_slope)."""
     if epi.in_act == 0:
         return x
-    return np.where(x < 0, x * np.float32(epi.in_slope), x).astype(np.float32, copy=False)
+    return np.where(x < 0, x * np.float32(epi.in_slope), x).astype(x.dtype, copy=False)

@@ -24,8 +24,9 @@ from . import activations, backends, calls, ops, planner
 from .interop import tensor_io
 from .ops.col2im_1d import Col2imParams
 from .ops.matmul import MatmulParams
-from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
-                     check_hyper, check_layer_args, check_storage, input_dtype, output_length, to_storage)
+from .params import (FLOAT_BYTES, Weights, as_float32, as_int, as_stored, check_algorithm, check_conv_args,
+                     check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype, output_length,
+                     to_storage)
 from .vulkan.arrays import DeviceArray
 
 F16 = np.dtype(np.float16)
@@ -65,6 +66,7 @@ def _prepare(x, weights, hyper, storage, epi, request, wait):
     device, on_device = _device_of((x,), backend, device)
     dtype = x.dtype if isinstance(x, DeviceArray) else input_dtype(x)
     storage = check_storage(storage, dtype)
+    backend = numpy_for_float64(storage, backend)
     if on_device:
         if np.dtype(dtype) != (F16 if storage == "float16" else np.dtype(np.float32)):
             raise TypeError(f"x is a {x.dtype} DeviceArray but the call stores {storage}: give a "
@@ -124,7 +126,8 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     storage: "float32", "float16" or None (the dtype of x). float16: x and the weights are rounded
     to float16 once and stored as halves on the device, with the gemm column buffer (half the
     workspace); arithmetic and the output stay float32, and a float16 x gets its result rounded
-    to float16 once at the end (as PyTorch's float16 conv_transpose1d returns float16).
+    to float16 once at the end (as PyTorch's float16 conv_transpose1d returns float16). "float64"
+    (backend='numpy' only): computed and returned in float64 (torch.autograd.gradcheck's precision).
     wait: False returns without waiting for the device (see the module doc).
     """
     hyper = (stride, padding, output_padding, groups, dilation)
@@ -136,25 +139,36 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     hit = calls.lookup(sig)
     if hit is not None:              # a call exactly like an earlier valid one: validated and planned then
         entry, act_params = hit
-        b = bias if bias is None or bias.dtype == np.float32 else bias.astype(np.float32)
+        b = None if bias is None else stored(bias, "float64" if entry[3] == "float64" else "float32")
         return _run(entry, x, Weights(stored(weight, entry[3]), b, act_params=act_params), wait)
     storage_ = check_storage(storage, x.dtype if isinstance(x, DeviceArray) else input_dtype(x))
     c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
     epi, act_params = activations.check(c_out, activation, negative_slope, alpha, beta, alpha_logscale,
                                         input_activation, input_negative_slope)
-    w = as_float32("weight", weight) if storage_ != "float16" or input_dtype(weight) != F16 else np.asarray(weight)
-    b = None if bias is None else as_float32("bias", bias)
-    weights = Weights(np.ascontiguousarray(stored(w, storage_)), b, act_params=act_params)
+    b = None if bias is None else as_stored("bias", bias, "float64" if storage_ == "float64" else "float32")
+    weights = Weights(as_stored("weight", weight, storage_), b, act_params=act_params)
     entry, x = _prepare(x, weights, hyper, storage_, epi, request, wait)
     calls.remember(sig, (entry, act_params), entry[0].params.out_bytes())
     return _run(entry, x, weights, wait)
 
 
 def stored(arr, storage):
-    """A call's x or weight as the device stores it: float16 for float16 storage, else float32."""
+    """A call's x or weight as the device stores it: float16 for float16 storage, float64 for the
+    NumPy backend's float64, else float32."""
     if storage == "float16":
         return to_storage(arr, storage)
-    return arr if arr.dtype == np.float32 else arr.astype(np.float32)
+    dtype = np.float64 if storage == "float64" else np.float32
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def numpy_for_float64(storage, backend):
+    """The backend of a call: float64 storage computes on the NumPy backend only."""
+    if storage != "float64":
+        return backend
+    if backends.requested(backend) in ("numpy", "auto") or backends.resolve_name(backend) == "numpy":
+        return "numpy"
+    raise ValueError("storage='float64' computes on the NumPy backend only (its exact float64 mode, e.g. for "
+                     "torch.autograd.gradcheck): pass backend='numpy'; the Vulkan kernels compute float32")
 
 
 def result(out, batched, half):
@@ -191,6 +205,9 @@ class ConvTranspose1d:
         check_algorithm(algorithm)
         # storage=None: float16 for float16 weights (a .half() model), else float32
         self.storage = check_storage(storage, input_dtype(weight))
+        if self.storage == "float64":
+            raise ValueError("a ConvTranspose1d layer stores float32 or float16; storage='float64' is for "
+                             "vkconvt.conv_transpose1d(..., backend='numpy')")
         self.hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
                           dilation=dilation)
         weight, bias = check_layer_args(weight, bias, **self.hyper)

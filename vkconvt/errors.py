@@ -15,6 +15,11 @@ class WorkspaceTooSmall(VkconvtMemoryError):
     """The workspace budget is smaller than the least the chosen algorithm needs."""
 
 
+class AlgorithmUnavailable(ValueError):
+    """An algorithm cannot compute this problem (e.g. its indices would not fit the shaders' 32 bits);
+    algorithm='auto' leaves it out, a request for it raises this."""
+
+
 class DeviceOutOfMemory(VkconvtMemoryError):
     """The device could not allocate a buffer."""
 

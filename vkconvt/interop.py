@@ -67,10 +67,12 @@ def unwrap(name, value):
 
 
 def wrap(out, like):
-    """out (a NumPy array) as a torch.Tensor in like's floating dtype when like is a tensor (no copy
-    for float32); otherwise out unchanged."""
+    """out (a NumPy array, or a tuple of them and Nones) as a torch.Tensor in like's floating dtype
+    when like is a tensor (no copy for float32); otherwise out unchanged."""
     if not is_tensor(like):
         return out
+    if isinstance(out, tuple):
+        return tuple(None if o is None else wrap(o, like) for o in out)
     torch = _torch()
     t = torch.from_numpy(np.asarray(out))
     if like.is_floating_point() and t.dtype != like.dtype:

@@ -32,21 +32,16 @@ def as_int(name, value, minimum=None):
 
 def as_float32(name, value):
     """np.asarray(value) as contiguous float32; non-numeric dtypes are a TypeError."""
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
-    out = np.asarray(arr, dtype=np.float32)        # keeps a 0-d value 0-d (ascontiguousarray would not)
+    out = np.asarray(_numeric(name, value), dtype=np.float32)        # keeps a 0-d value 0-d (ascontiguousarray would not)
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
-STORAGES = ("float32", "float16")
+STORAGES = ("float32", "float16", "float64")
 
 
 def check_storage(storage, x_dtype=None):
-    """storage=None: float16 for a float16 input, else float32."""
+    """storage=None: float16 for a float16 input, else float32. "float64" is the NumPy backend's
+    exact mode (e.g. for torch.autograd.gradcheck): the callers refuse it on Vulkan."""
     if storage is None:
         return "float16" if x_dtype == np.float16 else "float32"
     if not isinstance(storage, str) or storage not in STORAGES:
@@ -58,6 +53,27 @@ def input_dtype(value):
     """The floating dtype of an input (float16 stays float16; everything else computes float32)."""
     dt = getattr(value, "dtype", None)
     return np.dtype(np.float16) if dt is not None and np.dtype(dt) == np.float16 else np.dtype(np.float32)
+
+
+def as_stored(name, value, storage):
+    """value as a contiguous array of what `storage` holds: float64 for float64 storage; float16
+    for float16 storage (float16 values kept, others rounded once); float32 otherwise."""
+    if storage == "float64":
+        return np.ascontiguousarray(as_float32(name, value) if input_dtype(value) == np.float16 else
+                                    _numeric(name, value), dtype=np.float64)
+    if storage == "float16" and input_dtype(value) == np.float16:
+        return np.ascontiguousarray(np.asarray(value))
+    return np.ascontiguousarray(to_storage(as_float32(name, value), storage))
+
+
+def _numeric(name, value):
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+    return arr
 
 
 def to_storage(arr, storage):
@@ -271,15 +287,12 @@ def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, g
 def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                     storage="float32"):
     """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with contiguous
-    arrays (x and weight float16 for float16 storage, else float32) and x always 3-D."""
-    x = to_storage(as_float32("x", x) if storage != "float16" or input_dtype(x) != np.float16 else np.asarray(x), storage)
-    weight = to_storage(as_float32("weight", weight) if storage != "float16" or input_dtype(weight) != np.float16
-                        else np.asarray(weight), storage)
-    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    arrays (x and weight float16 for float16 storage, float64 for float64, else float32) and x always 3-D."""
+    x, weight = as_stored("x", x, storage), as_stored("weight", weight, storage)
     p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
                                     dilation, bias is not None)
     if bias is not None:
-        bias = as_float32("bias", bias)
+        bias = as_stored("bias", bias, "float64" if storage == "float64" else "float32")
         if bias.ndim != 1 or bias.shape != (p.c_out,):
             raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
     if not batched:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from . import backends, cache, costmodel, env, kernels, ops, profile, settings
-from .errors import DeviceOutOfMemory, WorkspaceTooSmall
+from .errors import AlgorithmUnavailable, DeviceOutOfMemory, WorkspaceTooSmall
 from .params import check_algorithm, check_storage, params_from_shapes
 from .settings import check_budget, set_max_workspace_bytes  # noqa: F401  (public names)
 
@@ -249,7 +249,7 @@ def _make_plan(op, p, algorithm, wanted, prof, budget, kept):
             # A requested algorithm is scheduled once, completely; auto prices the candidates from
             # their classes of pieces and schedules the winner below.
             s = op.schedule(p, algo, limits, budget, choice, complete=algorithm != "auto" or len(op.algorithms) == 1)
-        except WorkspaceTooSmall as exc:
+        except (WorkspaceTooSmall, AlgorithmUnavailable) as exc:
             infeasible[algo] = exc
             continue
         scheds[algo] = s

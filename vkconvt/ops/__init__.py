@@ -7,7 +7,7 @@ The NumPy reference (`reference`) and an op's host-side finishing touches (`fini
 Nothing in the planner, the cost model or the backends names an op: adding one means adding its
 declaration, its kernels and its tests (tests/test_architecture.py declares a toy op to prove it).
 
-    OPS[name]        the registered ops: conv_transpose1d, matmul, col2im_1d
+    OPS[name]        the registered ops: conv_transpose1d, conv1d, conv_grad_weight, matmul, col2im_1d
     register(op)     add one (a test's toy op does)
 """
 from dataclasses import dataclass
@@ -81,4 +81,4 @@ def get(name):
         raise ValueError(f"unknown op {name!r}; ops: {', '.join(OPS)}") from None
 
 
-from . import col2im_1d, conv_transpose1d, matmul  # noqa: E402,F401  (register the built-in ops)
+from . import col2im_1d, conv1d, conv_grad_weight, conv_transpose1d, matmul  # noqa: E402,F401  (register the built-in ops)

@@ -362,7 +362,8 @@ class ConvTranspose1dOp(Op):
     def out_array(self, p, sched=None):
         half = sched is not None and sched.info.get("out_half")
         # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
-        return np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if half else np.float32)
+        return np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if half else
+                        np.float64 if p.storage == "float64" else np.float32)
 
     def bind(self, p, args, out):
         """The host views a schedule's transfers index: x and out per group."""
@@ -377,7 +378,7 @@ class ConvTranspose1dOp(Op):
 
     def reference(self, p, algorithm, args):
         x, weights = args["x"], args["weights"]
-        if x.dtype != np.float32 or weights.weight.dtype != np.float32:
+        if x.dtype == np.float16 or weights.weight.dtype == np.float16:
             # float16 storage: the float16 values, computed in float32 (the caller rounds the result once)
             from ..params import Weights
             x = x.astype(np.float32)
