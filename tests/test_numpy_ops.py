@@ -1,17 +1,13 @@
 """vkconvt/reference.py (conv1d and the gradients) against PyTorch in float64: conv1d (direct, gemm, im2col), and
-the gradients of conv_transpose1d (input, weight, bias) from autograd, over the kit's case table
-(scripts/conv1d_kit.py). Cases with offsets beyond 32 bits (PyTorch would allocate the padding)
+the gradients of conv_transpose1d (input, weight, bias) from autograd, over the conv1d case table
+(tests/cases.py CONV1D_CASES). Cases with offsets beyond 32 bits (PyTorch would allocate the padding)
 are checked against a brute-force loop with exact integers."""
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from conv1d_kit import CASES, CASE_IDS  # noqa: E402
-
-from vkconvt import reference as ops  # noqa: E402
+from vkconvt import reference as ops
+from cases import CONV1D_CASES as CASES, CONV1D_IDS as CASE_IDS
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

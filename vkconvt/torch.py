@@ -16,9 +16,10 @@ float16 storage: inputs, weights and the gemm columns stored as halves, float32 
 output rounded once to float16. `device=` is always the *Vulkan* device (an
 index or a substring of its name); a PyTorch device there is refused.
 
-Forward pass only: where autograd would need a gradient through a vkconvt layer (grad mode on and
-the input, weight or bias requiring grad) a RuntimeError says so; run inference under
-torch.inference_mode() or torch.no_grad(). Gradients are never silently wrong.
+Training works too: where autograd needs a gradient through a vkconvt layer (grad mode on and the
+input, weight or bias requiring grad), the layer runs as a torch.autograd.Function whose backward
+computes on vkconvt (vkconvt/torch_autograd.py; an output activation is then applied by PyTorch).
+Inference under torch.inference_mode() or torch.no_grad() keeps the plain, fully fused forward.
 
 Weights are kept on the device between calls. Every call compares the layer's current weight and
 bias (weight norm and other parametrizations included: the effective weight) with the copy the
@@ -42,7 +43,7 @@ import numpy as np
 
 import vkconvt
 
-from . import interop
+from . import interop, torch_autograd
 
 __all__ = ["convert", "restore", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
 
@@ -64,6 +65,10 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
     input's floating dtype; float16 input: float16 storage, see vkconvt.conv_transpose1d).
     Tuple hyper-parameters (stride=(2,)) are accepted like PyTorch."""
     interop.check_vulkan_device("device", device)
+    if torch_autograd.needs_grad(input, weight, bias):
+        hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+        return torch_autograd.conv_transpose1d(input, weight, bias, hyper, dict(
+            algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes))
     io = interop.TensorIO()
     x, w, b = io.unwrap("input", input), io.unwrap("weight", weight), io.unwrap("bias", bias)
     out = vkconvt.conv_transpose1d(x, w, b, stride, padding, output_padding, groups, dilation, algorithm=algorithm,
@@ -134,19 +139,6 @@ def _same(held, current):
     return held.shape == current.shape and np.array_equal(held, current.astype(np.float32, copy=False))
 
 
-def _check_autograd(module, input, weight, bias):
-    if not torch.is_grad_enabled():
-        return
-    needs = [n for n, t in (("input", input), ("weight", weight), ("bias", bias)) if t is not None and t.requires_grad]
-    if needs:
-        which = needs[0] if len(needs) == 1 else f"{', '.join(needs[:-1])} and {needs[-1]}"
-        raise RuntimeError(
-            f"{type(module).__name__} is computed by vkconvt, which runs the forward pass only, but autograd "
-            f"would need a gradient through it ({which} require{'s' if len(needs) == 1 else ''} "
-            f"grad and grad mode is enabled). For inference run the model under `with torch.inference_mode():` "
-            f"(or `with torch.no_grad():`); to train, vkconvt.torch.restore(model) first.")
-
-
 def _vk_forward(module, input, output_size=None):
     """nn.ConvTranspose1d.forward, computed by vkconvt with the module's current (effective) weight."""
     if not isinstance(input, torch.Tensor):
@@ -155,10 +147,14 @@ def _vk_forward(module, input, output_size=None):
     if module.padding_mode != "zeros":
         raise ValueError("Only `zeros` padding mode is supported for ConvTranspose1d")
     weight, bias = module.weight, module.bias   # weight norm: the hook's or the parametrization's result
-    _check_autograd(module, input, weight, bias)
-    x = interop.unwrap("input", input)
     output_padding = module._output_padding(input, output_size, module.stride, module.padding,
                                             module.kernel_size, 1, module.dilation)
+    if torch_autograd.needs_grad(input, weight, bias):
+        hyper = dict(stride=_one(module.stride), padding=_one(module.padding), output_padding=output_padding[0],
+                     groups=module.groups, dilation=_one(module.dilation))
+        return torch_autograd.conv_transpose1d(input, weight, bias, hyper, module._vkconvt.config, kept=lambda w, b: (
+            module._vkconvt.layer(module, w, b, output_padding[0])))
+    x = interop.unwrap("input", input)
     layer = module._vkconvt.layer(module, weight, bias, output_padding[0])
     return interop.wrap(layer(x), input)
 

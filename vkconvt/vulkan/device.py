@@ -197,10 +197,11 @@ class Device:
         return t
 
     def buffer(self, role, nwords, placement="host", direction=None, workspace=False, cap_words=None,
-               budget_bytes=None, owner=None):
+               budget_bytes=None, owner=None, keep=()):
         """A pooled buffer for `role` holding at least nwords words (at most cap_words where given). Its
         contents are whatever the last user left (see tags). A workspace buffer is counted apart; idle
-        ones are freed (oldest first) so that all workspace held stays within budget_bytes."""
+        ones are freed (oldest first) so that all workspace held stays within budget_bytes, except
+        those in `keep` (the buffers of the recording being made)."""
         self.check_open()
         limit = self.info.max_storage_buffer_range // FLOAT_BYTES
         size = size_class(nwords, min(limit, cap_words or limit))
@@ -210,7 +211,7 @@ class Device:
             self.pool.move_to_end(key)
             return t
         if workspace and budget_bytes is not None:
-            for k in [k for k in self.pool if self._live[id(self.pool[k])][2]]:
+            for k in [k for k in self.pool if self._live[id(self.pool[k])][2] and self.pool[k] not in keep]:
                 if self.workspace_bytes + FLOAT_BYTES * size <= budget_bytes:
                     break
                 self.drop(k)

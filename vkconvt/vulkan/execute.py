@@ -88,13 +88,17 @@ def owned_roles(sched):
 def record(dev, sched, mode, owner, max_buffer_bytes):
     """Buffers and pipelines of a schedule (the sequences are recorded on first use, per variant)."""
     owned = owned_roles(sched) if owner is not None else set()
+    # several workspace buffers share the budget: each exactly its size (no pool rounding)
+    shared = sum(buf.workspace for buf in sched.buffers.values()) > 1
     tensors = {}
     for role, buf in sched.buffers.items():
         where, direction = placement(buf, mode)
         budget = sched.budget if buf.workspace else None
         cap = max_buffer_bytes if budget is None else min(max_buffer_bytes, budget)
-        tensors[role] = dev.buffer(role, buf.words, where, direction, workspace=buf.workspace, cap_words=cap // 4,
-                                   budget_bytes=budget, owner=owner if role in owned else None)
+        cap_words = buf.words if buf.workspace and shared else cap // 4
+        tensors[role] = dev.buffer(role, buf.words, where, direction, workspace=buf.workspace, cap_words=cap_words,
+                                   budget_bytes=budget, owner=owner if role in owned else None,
+                                   keep=list(tensors.values()))
     rec = Recording(sched, mode, tensors)
     rec.tensor_ids = {id(t) for t in tensors.values()}
     memo = {}
