@@ -127,7 +127,7 @@ def test_layer_float16(backend):
 
 def test_bad_storage():
     x, w = np.zeros((1, 2, 3), np.float32), np.zeros((2, 2, 3), np.float32)
-    with pytest.raises(ValueError, match=r"storage must be one of float32, float16 .*got 'bfloat16'"):
+    with pytest.raises(ValueError, match=r"storage must be one of float32, float16, float64 .*got 'bfloat16'"):
         vkconvt.conv_transpose1d(x, w, storage="bfloat16")
     with pytest.raises(ValueError, match=r"storage must be one of"):
         vkconvt.ConvTranspose1d(w, storage=16)

@@ -1,14 +1,15 @@
 """python -m vkconvt tune: measure this device, then remember what was fastest.
 
-1. Kernels: for each op and shape class (dense and depthwise transposed convolutions, the gemm
-   path's matrix products), every kernel variant the device can run, each with the search over its
+1. Kernels: for each op and shape class (depthwise and dense transposed convolutions, the gemm
+   path's matrix products, conv1d, the weight gradient), every kernel variant the device can run, each
+   with the search over its
    specialization constants its kernel-table entry declares (`search`), timed side by side
    (interleaved); the fastest become the device's kernel choice. On GPUs the kernels are timed by the
    device's own timestamps (transfers and submission costs would hide their differences); on CPU
    devices by the wall clock.
-2. Cost model: with that choice, the direct and gemm algorithms (and the NumPy backend) are timed
-   over a calibration set that spans both regimes (whole calls: what `auto` chooses between), and
-   the model of `auto` is fitted.
+2. Cost model: with that choice, the direct and gemm algorithms (and the NumPy backend) of each op
+   (conv_transpose1d, conv1d, conv_grad_weight) are timed over a calibration set that spans both
+   regimes (whole calls: what `auto` chooses between), and one model of `auto` is fitted to all.
 Both are stored in the user's cache directory, keyed by device, driver and vkconvt version
 (costmodel.cache_path); the next plan made in this or any later process uses them (a new tuning
 file makes a new device profile; nothing live is changed). About a minute on lavapipe (the first
@@ -23,6 +24,8 @@ import time
 import numpy as np
 
 from . import backends, calls, costmodel, kernels, planner, profile, settings, timing
+from .ops.conv1d import Conv1dParams
+from .ops.conv_grad_weight import GradWeightParams
 from .params import Weights, params_from_shapes
 
 # (N, C_in, C_out, L_in, K, stride, padding, groups): real-layer-like shapes on both sides of the
@@ -42,29 +45,64 @@ CALIBRATION = [
     # few output channels (ISTFT-like: the gemm path wins by far there)
     (1, 1025, 1, 64, 2048, 512, 0, 1), (1, 128, 4, 3000, 8, 4, 2, 1), (1, 512, 2, 200, 64, 16, 0, 1),
 ]
-QUICK = CALIBRATION[::3]
+# conv1d, (N, C_in, C_out, L_in, K, stride, padding, dilation, groups): resblock-like 'same' layers, the
+# grad_input of upsampling layers (conv1d of grad_out with the transposed conv's weight), few channels
+CALIBRATION_CONV1D = [
+    (1, 128, 128, 1376, 3, 1, 1, 1, 1), (1, 64, 64, 2752, 7, 1, 9, 3, 1), (1, 32, 32, 5504, 11, 1, 25, 5, 1),
+    (1, 256, 512, 688, 16, 8, 4, 1, 1), (1, 128, 256, 2752, 4, 2, 1, 1, 1), (1, 64, 128, 5504, 4, 2, 1, 1, 1),
+    (2, 64, 64, 512, 3, 1, 1, 1, 1), (1, 80, 256, 200, 7, 1, 3, 1, 1), (1, 32, 1, 4096, 7, 1, 3, 1, 1),
+    (1, 192, 192, 1000, 12, 2, 5, 1, 192), (1, 512, 512, 64, 16, 8, 4, 1, 1), (1, 16, 16, 8192, 3, 1, 1, 1, 1),
+]
+# conv_grad_weight, as CALIBRATION's transposed convs (N, C_in, C_out, L_in, K, stride, padding, groups)
+CALIBRATION_GRAD_WEIGHT = [
+    (1, 512, 256, 86, 16, 8, 4, 1), (1, 256, 128, 344, 16, 8, 4, 1), (1, 128, 64, 1376, 4, 2, 1, 1),
+    (1, 64, 32, 2752, 4, 2, 1, 1), (2, 128, 128, 256, 8, 4, 2, 1), (1, 32, 32, 4096, 4, 2, 1, 1),
+    (1, 1024, 512, 32, 8, 4, 2, 1), (1, 96, 96, 1500, 12, 2, 0, 96), (1, 256, 64, 512, 16, 2, 0, 1),
+]
+SHAPES = {"conv_transpose1d": CALIBRATION, "conv1d": CALIBRATION_CONV1D, "conv_grad_weight": CALIBRATION_GRAD_WEIGHT}
+QUICK = {op: shapes[::3] for op, shapes in SHAPES.items()}
 
-# Shape classes the kernel choice is made on: (class, kernel op, algorithm, shapes as in CALIBRATION).
+# Shape classes the kernel choice is made on: (class, kernel op, op, algorithm, shapes as in SHAPES[op]).
+# A kernel op's choice lists its classes' winners in this order (depthwise first: its kernel takes
+# depthwise pieces only), then its portable kernel.
 CLASSES = [
-    ("dense", "conv_transpose_1d", "direct", [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
-    ("depthwise", "conv_transpose_1d", "direct", [(1, 192, 192, 2986, 12, 2, 0, 192)]),
-    ("gemm", "matmul", "gemm", [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
+    ("depthwise", "conv_transpose_1d", "conv_transpose1d", "direct", [(1, 192, 192, 2986, 12, 2, 0, 192)]),
+    ("dense", "conv_transpose_1d", "conv_transpose1d", "direct",
+     [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
+    ("gemm", "matmul", "conv_transpose1d", "gemm", [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 2048, 4, 2, 1, 1)]),
+    ("conv1d", "conv1d", "conv1d", "direct", [(1, 128, 128, 1376, 3, 1, 1, 1, 1), (1, 256, 512, 688, 16, 8, 4, 1, 1)]),
+    ("grad-weight", "conv1d_grad_weight", "conv_grad_weight", "direct",
+     [(1, 512, 256, 86, 16, 8, 4, 1), (1, 128, 64, 1376, 4, 2, 1, 1)]),
 ]
 
 
-def _problems(shapes, seed=0):
+def _problems(shapes, op="conv_transpose1d", seed=0):
+    """[(call arguments, params)] of op for shapes as in SHAPES[op], random data (weights kept)."""
     rng = np.random.default_rng(seed)
     out = []
-    for n, ci, co, l, k, s, pad, g in shapes:
+    for shape in shapes:
+        if op == "conv1d":
+            n, ci, co, l, k, s, pad, d, g = shape
+            p = Conv1dParams(n, ci, l, co, k, (l + 2 * pad - d * (k - 1) - 1) // s + 1, s, pad, d, g)
+            w = (rng.standard_normal((co, ci // g, k)) / np.sqrt(ci * k / g)).astype(np.float32)
+        else:
+            n, ci, co, l, k, s, pad, g = shape
+            w = (rng.standard_normal((ci, co // g, k)) / np.sqrt(ci * k / g)).astype(np.float32)
+            p = params_from_shapes((n, ci, l), w.shape, s, pad, 0, g, 1)[0]
         x = rng.standard_normal((n, ci, l)).astype(np.float32)
-        w = (rng.standard_normal((ci, co // g, k)) / np.sqrt(ci * k / g)).astype(np.float32)
-        out.append((x, Weights(w, keep=True), params_from_shapes(x.shape, w.shape, s, pad, 0, g, 1)[0]))
+        if op == "conv_grad_weight":
+            p = GradWeightParams(n, ci, l, co, p.l_out, k, s, pad, 1, g)
+            args = {"x": x, "grad_out": rng.standard_normal((n, co, p.l_out)).astype(np.float32)}
+        else:
+            wt = Weights(w, keep=True)
+            args = {"x": x, "weights": wt, "owner": id(wt.token)}
+        out.append((args, p))
     return out
 
 
-def _call(plan, x, w):
+def _call(plan, args):
     """One call of a plan (the weights are kept, as a layer's)."""
-    return lambda: calls.execute(plan, {"x": x, "weights": w, "owner": id(w.token)})
+    return lambda: calls.execute(plan, args)
 
 
 def _times(fns, dev, kernel_time, budget=1.0, min_runs=3, max_runs=10):
@@ -91,22 +129,21 @@ def choose_kernels(device=None, quick=False, log=print):
     base = be.profile()
     kernel_time = base.device_class == "gpu" and be.device.timestamps
     winners = {}
-    for cls, op, algo, shapes in CLASSES:
-        problems = _problems(shapes)
+    for cls, kop, op, algo, shapes in CLASSES:
+        problems = _problems(shapes, op)
         timed = []
-        for kern in kernels.variants(op):
+        for kern in kernels.variants(kop):
             specs = [kern.defaults[base.device_class]] + ([] if quick else kern.search_specs(base.device_class)[1:])
             for spec in specs:
                 if not kern.supported(base.kernel_device, spec):
                     continue
-                entry = ((kern.name, spec),) + kernels.only(kernels.FALLBACK[op], base.device_class)
-                with settings.override(kernels={op: entry}):
-                    plans = [planner.make_plan("conv_transpose1d", p, algo, "vulkan", device, kept=True)
-                             for _, _, p in problems]
+                entry = ((kern.name, spec),) + kernels.only(kernels.FALLBACK[kop], base.device_class)
+                with settings.override(kernels={kop: entry}):
+                    plans = [planner.make_plan(op, p, algo, "vulkan", device, kept=True) for _, p in problems]
                 used = {d.kernel for pl in plans for st in pl.schedule.steps for d in st.dispatches}
                 if kern.name not in used:
                     continue            # the variant does not take this class (e.g. dw on dense layers)
-                fns = [_call(pl, x, w) for (x, w, _), pl in zip(problems, plans)]
+                fns = [_call(pl, args) for (args, _), pl in zip(problems, plans)]
                 for f in fns:
                     f()                 # compile the pipelines before timing
                 timed.append(((kern.name, spec), lambda fs=fns: [f() for f in fs]))
@@ -115,36 +152,34 @@ def choose_kernels(device=None, quick=False, log=print):
         medians = _times([f for _, f in timed], be.dev, kernel_time)
         best = int(np.argmin(medians))
         winners[cls] = timed[best][0]
-        log(f"  {cls:9s} " + "  ".join(f"{n}{planner.spec_text(n, s)} {m * 1e3:.2f} ms" + (" *" if i == best else "")
-                                       for i, ((n, s), m) in enumerate(zip([c for c, _ in timed], medians))))
+        log(f"  {cls:11s} " + "  ".join(f"{n}{planner.spec_text(n, s)} {m * 1e3:.2f} ms" + (" *" if i == best else "")
+                                         for i, ((n, s), m) in enumerate(zip([c for c, _ in timed], medians))))
         be.dev.clear()
     choice = base.choice
-    conv = list(dict.fromkeys(winners[c] for c in ("depthwise", "dense") if c in winners))
-    if conv:
-        choice["conv_transpose_1d"] = tuple(conv) + kernels.only(kernels.FALLBACK["conv_transpose_1d"],
-                                                                  base.device_class)
-    if "gemm" in winners:
-        choice["matmul"] = (winners["gemm"],) + kernels.only(kernels.FALLBACK["matmul"], base.device_class)
+    for kop in dict.fromkeys(c[1] for c in CLASSES):
+        won = list(dict.fromkeys(winners[c[0]] for c in CLASSES if c[1] == kop and c[0] in winners))
+        if won:
+            choice[kop] = tuple(won) + kernels.only(kernels.FALLBACK[kop], base.device_class)
     return {op: tuple(dict.fromkeys(entries)) for op, entries in choice.items()}
 
 
-def calibrate(device=None, shapes=CALIBRATION, choice=None, log=print):
-    """Time direct and gemm (and NumPy) over `shapes` with the kernel choice; fit the cost model."""
+def calibrate(device=None, shapes=None, choice=None, log=print):
+    """Time direct and gemm (and NumPy) of each op over its shapes ({op: shapes}, default SHAPES)
+    with the kernel choice; fit one cost model to all of them."""
     be = backends.get("vulkan", device=device)
     override = {} if choice is None else {"kernels": {op: entries for op, entries in choice.items()}}
     vk_rows, vk_times, np_rows, np_times = [], [], [], []
-    problems = _problems(shapes)
+    problems = [(op, args, p) for op, shp in (shapes or SHAPES).items() for args, p in _problems(shp, op)]
     kernel_time = be.profile().device_class == "gpu" and be.device.timestamps
-    op = "conv_transpose1d"
     # Vulkan first, direct and gemm interleaved; NumPy in a pass of its own afterwards, since its
     # BLAS threads keep spinning after each call and would slow the Vulkan timings on 2 cores.
     with settings.override(**override):
-        for i, (x, w, p) in enumerate(problems):
+        for i, (op, args, p) in enumerate(problems):
             plans = [planner.make_plan(op, p, a, "vulkan", device, be.device.max_storage_buffer_range)
                      for a in ("direct", "gemm")]
-            fns = [_call(pl, x, w) for pl in plans]
+            fns = [_call(pl, args) for pl in plans]
             times = timing.interleaved(fns, budget_s=1.0, min_runs=5, max_runs=15)
-            line = [f"  [{i + 1}/{len(problems)}] {p.tag():44s}"]
+            line = [f"  [{i + 1}/{len(problems)}] {op:16s} {p.tag():48s}"]
             kernel = _times(fns, be.dev, True, min_runs=2) if kernel_time else None
             for j, (pl, ts) in enumerate(zip(plans, times)):
                 vk_rows.append(costmodel.features(pl.schedule, kept=False))
@@ -153,9 +188,9 @@ def calibrate(device=None, shapes=CALIBRATION, choice=None, log=print):
                             + (f" (kernels {kernel[j] * 1e3:.2f})" if kernel else ""))
             be.dev.clear()
             log("  ".join(line))
-    for x, w, p in problems:
+    for op, args, p in problems:
         pl = planner.make_plan(op, p, "direct", "numpy")
-        (ts,) = timing.interleaved([_call(pl, x, w)], 0.3, 3, 9)
+        (ts,) = timing.interleaved([_call(pl, args)], 0.3, 3, 9)
         np_rows.append(pl.op.numpy_features(p))
         np_times.append(float(np.median(ts)))
     vk_coef, vk_fit = costmodel.fit(vk_rows, vk_times)
@@ -197,7 +232,7 @@ def run(args):
     if why:
         print(f"tune: {why} (set VKCONVT_CACHE_DIR to a writable folder, or pass --out FILE)", file=sys.stderr)
         return 2
-    shapes = QUICK if args.quick else CALIBRATION
+    shapes = QUICK if args.quick else SHAPES
     start = time.perf_counter()
     print(f"tuning {be.describe()}")
     how = "device timestamps" if be.profile().device_class == "gpu" and be.device.timestamps else "wall clock"
@@ -205,7 +240,7 @@ def run(args):
     choice = choose_kernels(args.device, quick=args.quick)
     print("chosen: " + "; ".join(f"{op}: " + ", ".join(f"{n}{planner.spec_text(n, s)}" for n, s in entries)
                                  for op, entries in choice.items()))
-    print(f"cost model ({len(shapes)} shapes; whole calls, wall clock):", flush=True)
+    print(f"cost model ({sum(map(len, shapes.values()))} shapes; whole calls, wall clock):", flush=True)
     data = calibrate(args.device, shapes, choice)
     try:
         path = costmodel.save(be.device, data, args.out)

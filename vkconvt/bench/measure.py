@@ -12,7 +12,7 @@ import numpy as np
 
 import vkconvt
 from .. import timing
-from . import extras, gpu_path
+from . import backward, extras, gpu_path
 from .judge import MAX_RUNS, TOL, TOL_TF32, _fill, _judge
 
 @dataclass
@@ -133,11 +133,12 @@ def bench_case(case, index, suite, args, be, worker):
             return [dict(base, impl="-", status="error", error="no Vulkan device")]
         fn = gpu_path.chain_case if case.kind == "chain" else gpu_path.model_case
         return [{**base, **rec} for rec in fn(case, args, be)]
-    if case.kind in ("float16", "activation"):
+    if case.kind in ("float16", "activation", "backward"):
         if be is None:
             return [dict(base, impl="-", status="error", error="no Vulkan device")]
         try:
             recs = (extras.float16_case(case, args, be) if case.kind == "float16"
+                    else backward.backward_case(case, args, be, worker) if case.kind == "backward"
                     else extras.activation_case(case, args, be, worker))
         except Exception as exc:  # one failing case must not stop the run
             recs = [dict(impl="-", status="error", error=f"{type(exc).__name__}: {exc}")]

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 import vkconvt
-from . import gpu_path
+from . import backward, gpu_path
 from .judge import TOL, TOL_TF32
 from .suites import SUITES
 
@@ -362,6 +362,8 @@ def summary_tables(records):
         tables.append(float16_table([r for r in records if r["kind"] == "float16"]))
     if "activation" in kinds:
         tables.append(activation_table([r for r in records if r["kind"] == "activation"]))
+    if "backward" in kinds:
+        tables.append(backward.backward_table(records))
     if "chain" in kinds:
         tables.append(gpu_path.chain_table(records))
     if "gpu-model" in kinds:

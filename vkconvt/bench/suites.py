@@ -22,7 +22,7 @@ SWEEP_FIXED = dict(output_padding=0, groups=1, dilation=1, bias=False)
 @dataclass
 class Case:
     kind: str                # "model", "sweep", "user", "overhead", "matmul", "float16", "activation",
-                             # "chain" or "gpu-model"
+                             # "backward", "chain" or "gpu-model"
     group: str               # model name, sweep name, "users" or "matmul"
     name: str                # layer name, "c_in=64", "4096x512x86"
     x: int = 0               # layer index, swept value, or matmul M
@@ -154,4 +154,6 @@ SUITES = {
                 model_kind("float16")),
     "activations": ("the model layers with fused leaky ReLU in / Snake out against separate NumPy and PyTorch "
                     "passes", model_kind("activation")),
+    "backward": ("the model layers' backward pass (grad_input, grad_weight, grad_bias) against PyTorch CPU, with "
+                 "backward/forward for each", model_kind("backward")),
 }

@@ -9,7 +9,7 @@ the main process checks against the NumPy reference like any other.
 import multiprocessing as mp
 import time
 
-OPS = ("conv_transpose1d", "matmul", "activations")
+OPS = ("conv_transpose1d", "conv_transpose1d_backward", "matmul", "activations")
 
 
 def _activation_passes(torch):
@@ -20,6 +20,16 @@ def _activation_passes(torch):
         a = alpha.reshape(1, -1, 1)
         return y + torch.sin(a * y) ** 2 / (a + 1e-9)
     return passes
+
+
+def _convolution_backward(torch):
+    """conv_transpose1d's gradients as autograd computes them (aten.convolution_backward), joined
+    into one flat tensor: grad_input, grad_weight, then grad_bias when there is a bias."""
+    def backward(go, x, w, b, stride, padding, output_padding, groups, dilation):
+        grads = torch.ops.aten.convolution_backward(go, x, w, None if b is None else [b.shape[0]], [stride], [padding],
+                                                    [dilation], True, [output_padding], groups, [True, True, b is not None])
+        return torch.cat([g.reshape(-1) for g in grads if g is not None])
+    return backward
 
 
 def _serve(conn, threads):
@@ -39,7 +49,8 @@ def _serve(conn, threads):
                 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
             sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
             fn = {"conv_transpose1d": torch.nn.functional.conv_transpose1d, "matmul": torch.matmul,
-                  "activations": _activation_passes(torch)}[op]
+                  "activations": _activation_passes(torch),
+                  "conv_transpose1d_backward": _convolution_backward(torch)}[op]
             ts = [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
 
             def run():
