@@ -24,7 +24,8 @@ from . import activations, backends, calls, ops, planner
 from .interop import tensor_io
 from .ops.col2im_1d import Col2imParams
 from .ops.matmul import MatmulParams
-from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_conv_args, check_host_memory,
+from .params import (FLOAT_BYTES, Weights, as_float32, as_int, check_algorithm, check_bias, check_conv_args,
+                     check_host_memory,
                      check_hyper, check_layer_args, check_storage, input_dtype, output_length, to_storage)
 from .vulkan.arrays import DeviceArray
 
@@ -343,10 +344,7 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
     if l_out <= 0:
         raise ValueError(f"output length {l_out} must be positive (L={l_in}, K={k}, stride={stride}, "
                          f"padding={padding}, dilation={dilation}, output_padding={output_padding})")
-    if bias is not None:
-        bias = as_float32("bias", bias)
-        if bias.ndim != 1 or bias.shape != (c,):
-            raise ValueError(f"bias must have shape (C,) = ({c},); got shape {bias.shape}")
+    bias = check_bias(bias, c, "C")
     p = Col2imParams(n, c, k, l_in, stride, padding, dilation, output_padding, bias is not None)
     out = _run_op("col2im_1d", p, {"col": col4, "bias": bias}, (col,), backend, device, wait,
                   FLOAT_BYTES * n * c * l_out, f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})")

@@ -251,6 +251,16 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
     return p, batched
 
 
+def check_bias(bias, channels, what="C_out"):
+    """bias as a float32 (channels,) array, or None; ValueError naming its shape otherwise."""
+    if bias is None:
+        return None
+    bias = as_float32("bias", bias)
+    if bias.ndim != 1 or bias.shape != (channels,):
+        raise ValueError(f"bias must have shape ({what},) = ({channels},); got shape {bias.shape}")
+    return bias
+
+
 def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Validate a layer's weight, bias and hyper-parameters without an input (any input long enough
     for a positive output length will do). Returns (weight, bias) as float32 contiguous arrays."""
@@ -261,11 +271,7 @@ def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, g
     long_enough = max(1, 2 * as_int("padding", padding, 0) // stride_ + 2)
     p, _ = params_from_shapes((weight.shape[0], long_enough), weight.shape, stride, padding, output_padding,
                               groups, dilation, bias is not None)
-    if bias is not None:
-        bias = as_float32("bias", bias)
-        if bias.ndim != 1 or bias.shape != (p.c_out,):
-            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
-    return weight, bias
+    return weight, check_bias(bias, p.c_out)
 
 
 def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
@@ -278,10 +284,7 @@ def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
                                     dilation, bias is not None)
-    if bias is not None:
-        bias = as_float32("bias", bias)
-        if bias.ndim != 1 or bias.shape != (p.c_out,):
-            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
+    bias = check_bias(bias, p.c_out)
     if not batched:
         x = x[None]
     return x, weight, bias, p, batched
