@@ -411,7 +411,12 @@ def _check_tensor_io(conv, layer_cls, matmul, col2im, backend):
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and nmse(y, ref) <= LAYER_TOL
     y_np = conv(x.numpy(), w.numpy(), b.numpy(), stride=2, padding=1, backend=backend)
     assert isinstance(y_np, np.ndarray) and nmse(y_np, ref) <= LAYER_TOL                  # NumPy in, NumPy out
-    assert conv(x.double(), w, b, stride=2, padding=1, backend=backend).dtype == torch.float64
+    assert conv(x.double(), w.double(), b, stride=2, padding=1, backend=backend).dtype == torch.float64
+    for bad in (x.double(), x.half()):          # PyTorch refuses an input and weight of two dtypes
+        with pytest.raises(TypeError, match=r"x \(torch.float(64|16)\) and weight \(torch.float32\) must have the same"):
+            conv(bad, w, b, stride=2, padding=1, backend=backend)
+    with pytest.raises(TypeError, match=r"x has dtype torch.int32; vkconvt computes floating tensors"):
+        conv(x.int(), w.int(), backend=backend)
     with pytest.raises(RuntimeError, match="forward pass only"):
         conv(x, w.clone().requires_grad_(), backend=backend)
     with pytest.raises(ValueError, match="x is on device meta"):
@@ -437,8 +442,9 @@ def test_interop_unwrap_wrap():
     assert isinstance(back, torch.Tensor) and back.data_ptr() == t.data_ptr()    # from_numpy: no copy
     assert interop.wrap(arr, t.half()).dtype == torch.float16
     assert interop.unwrap("x", t.to(torch.bfloat16)).dtype == np.float32
-    with pytest.raises(TypeError, match="x has complex dtype"):
-        interop.unwrap("x", torch.zeros(2, dtype=torch.complex64))
+    for dtype in (torch.complex64, torch.int32, torch.int64, torch.bool, torch.uint8):
+        with pytest.raises(TypeError, match=f"x has dtype {dtype}; vkconvt computes floating tensors.*x.float"):
+            interop.unwrap("x", torch.zeros(2, dtype=dtype))
     with pytest.raises(TypeError, match="no parameter"):
         interop.tensor_io("nope")(vkconvt.matmul)
 

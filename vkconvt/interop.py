@@ -13,6 +13,8 @@ Refused, with errors that name the parameter:
   * a tensor not on the CPU (ValueError: "x is on device cuda:0; vkconvt takes CPU tensors ...");
   * a tensor that requires grad while grad mode is enabled (RuntimeError): vkconvt computes the
     forward pass only, and a result without a gradient would be silently wrong for training;
+  * a tensor that is not floating point (integer, bool, complex: TypeError), and x and weight
+    tensors (a and b for matmul) of different dtypes (TypeError), as PyTorch refuses them;
   * a PyTorch device given as device= (ValueError): device= names the Vulkan device.
 
 vkconvt/api.py wraps every public entry point with tensor_io (conv_transpose1d, matmul,
@@ -25,7 +27,10 @@ import sys
 
 import numpy as np
 
-__all__ = ["is_tensor", "unwrap", "wrap", "TensorIO", "tensor_io", "check_vulkan_device"]
+__all__ = ["is_tensor", "check_tensor", "check_same_dtype", "unwrap", "wrap", "TensorIO", "tensor_io",
+           "check_vulkan_device"]
+# arguments whose tensors must share one dtype (PyTorch: "expected scalar type Half but found Float")
+SAME_DTYPE = (("x", "weight"), ("a", "b"))
 
 
 def _torch():
@@ -43,11 +48,9 @@ def inference_hint(name):
             f"or pass {name}.detach()")
 
 
-def unwrap(name, value):
-    """A value vkconvt's NumPy API takes: a CPU tensor becomes a NumPy array (sharing memory when
-    it is float32); anything else is returned unchanged."""
-    if not is_tensor(value):
-        return value
+def check_tensor(name, value):
+    """Refuse a tensor vkconvt cannot take (see the module doc); fake tensors (torch.compile,
+    torch.export) are checked the same way."""
     torch = _torch()
     if value.device.type != "cpu":
         raise ValueError(f"{name} is on device {value.device}; vkconvt takes CPU tensors (call "
@@ -57,10 +60,27 @@ def unwrap(name, value):
                            f"pass only (no gradient); {inference_hint(name)}")
     if value.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {value.layout}")
-    if value.is_complex():
-        raise TypeError(f"{name} has complex dtype {value.dtype}; vkconvt computes real float32")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} has dtype {value.dtype}; vkconvt computes floating tensors (float16, bfloat16, "
+                        f"float32, float64) and, like PyTorch, does not convert others: pass {name}.float()")
+
+
+def check_same_dtype(first, a, second, b):
+    """Two tensors of one op that PyTorch requires to share a dtype."""
+    if is_tensor(a) and is_tensor(b) and a.dtype != b.dtype:
+        raise TypeError(f"{first} ({a.dtype}) and {second} ({b.dtype}) must have the same dtype, as PyTorch's own op "
+                        f"requires: convert one, e.g. {second}.to({first}.dtype)")
+
+
+def unwrap(name, value):
+    """A value vkconvt's NumPy API takes: a CPU tensor becomes a NumPy array (sharing memory when
+    it is float32); anything else is returned unchanged."""
+    if not is_tensor(value):
+        return value
+    torch = _torch()
+    check_tensor(name, value)
     value = value.detach()
-    if value.is_floating_point() and value.dtype not in (torch.float32, torch.float16):
+    if value.dtype not in (torch.float32, torch.float16):
         value = value.float()   # bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
     # float16 stays float16: conv_transpose1d stores it as halves and returns float16
     return value.resolve_neg().resolve_conj().numpy()
@@ -137,6 +157,9 @@ def tensor_io(*names, wrap_result=True):
             if torch is None or not any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values())):
                 return fn(*args, **kwargs)
             bound = sig.bind(*args, **kwargs)
+            for first, second in SAME_DTYPE:
+                if first in bound.arguments and second in bound.arguments:
+                    check_same_dtype(first, bound.arguments[first], second, bound.arguments[second])
             io = TensorIO()
             for name in names:
                 if name in bound.arguments:

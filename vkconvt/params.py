@@ -30,14 +30,19 @@ def as_int(name, value, minimum=None):
     return value
 
 
-def as_float32(name, value):
-    """np.asarray(value) as contiguous float32; non-numeric dtypes are a TypeError."""
+def as_float32(name, value, floating=False):
+    """np.asarray(value) as contiguous float32; non-numeric dtypes are a TypeError, and so are
+    integer and bool ones when floating (conv_transpose1d's arrays: PyTorch refuses them too)."""
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+    if floating and arr.dtype.kind != "f":
+        what = f"dtype {arr.dtype}" if hasattr(value, "dtype") else f"a {type(value).__name__} of {arr.dtype} values"
+        raise TypeError(f"{name} must be floating point (float16, float32 or float64), got {what}; like PyTorch's "
+                        f"conv_transpose1d, vkconvt does not convert it: pass np.asarray({name}, dtype=np.float32)")
     out = np.asarray(arr, dtype=np.float32)        # keeps a 0-d value 0-d (ascontiguousarray would not)
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
@@ -238,8 +243,11 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
         if 0 in value:
             raise ValueError(f"{name} has an empty dimension: shape {value}")
     if w_shape[0] != c_in:
+        hint = ("; x looks channels-last (..., L, C_in): transpose its last two axes to (N, C_in, L) "
+                "(NumPy: x.swapaxes(-1, -2); PyTorch: x.transpose(-1, -2))"
+                if x_shape[-1] == w_shape[0] != x_shape[-2] else "")
         raise ValueError(f"weight.shape[0] must equal the input channels C_in={c_in} of x (shape {x_shape}); "
-                         f"got weight shape {w_shape}")
+                         f"got weight shape {w_shape}{hint}")
     if c_in % groups:
         raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
     c_out, k = w_shape[1] * groups, w_shape[2]
@@ -251,11 +259,12 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
     return p, batched
 
 
-def check_bias(bias, channels, what="C_out"):
-    """bias as a float32 (channels,) array, or None; ValueError naming its shape otherwise."""
+def check_bias(bias, channels, what="C_out", floating=False):
+    """bias as a float32 (channels,) array, or None; ValueError naming its shape otherwise
+    (floating: integer and bool values refused, as for conv_transpose1d)."""
     if bias is None:
         return None
-    bias = as_float32("bias", bias)
+    bias = as_float32("bias", bias, floating)
     if bias.ndim != 1 or bias.shape != (channels,):
         raise ValueError(f"bias must have shape ({what},) = ({channels},); got shape {bias.shape}")
     return bias
@@ -264,27 +273,40 @@ def check_bias(bias, channels, what="C_out"):
 def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Validate a layer's weight, bias and hyper-parameters without an input (any input long enough
     for a positive output length will do). Returns (weight, bias) as float32 contiguous arrays."""
-    weight = as_float32("weight", weight)
+    weight = as_float32("weight", weight, floating=True)
     if weight.ndim != 3:
         raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {weight.shape}")
     stride_ = as_int("stride", stride, 1)
     long_enough = max(1, 2 * as_int("padding", padding, 0) // stride_ + 2)
     p, _ = params_from_shapes((weight.shape[0], long_enough), weight.shape, stride, padding, output_padding,
                               groups, dilation, bias is not None)
-    return weight, check_bias(bias, p.c_out)
+    return weight, check_bias(bias, p.c_out, floating=True)
+
+
+def check_half_pair(x, weight, storage):
+    """float16 with another dtype is refused, as PyTorch refuses it: a float16 x needs float16
+    weights, and float16 weights with a float32 x need storage='float16' (a half layer)."""
+    x_half, w_half = input_dtype(x) == np.float16, input_dtype(weight) == np.float16
+    if x_half != w_half and (x_half or storage != "float16"):
+        xd, wd = np.dtype(getattr(x, "dtype", np.float64)), np.dtype(getattr(weight, "dtype", np.float64))
+        raise TypeError(f"x has dtype {xd} and weight has dtype {wd}: their dtypes must match (PyTorch's "
+                        f"conv_transpose1d refuses this pair too); convert one of them, or keep float32 arrays and "
+                        f"pass storage='float16' to store halves")
 
 
 def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                     storage="float32"):
     """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with contiguous
     arrays (x and weight float16 for float16 storage, else float32) and x always 3-D."""
-    x = to_storage(as_float32("x", x) if storage != "float16" or input_dtype(x) != np.float16 else np.asarray(x), storage)
-    weight = to_storage(as_float32("weight", weight) if storage != "float16" or input_dtype(weight) != np.float16
+    check_half_pair(x, weight, storage)
+    x = to_storage(as_float32("x", x, True) if storage != "float16" or input_dtype(x) != np.float16 else np.asarray(x),
+                   storage)
+    weight = to_storage(as_float32("weight", weight, True) if storage != "float16" or input_dtype(weight) != np.float16
                         else np.asarray(weight), storage)
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
                                     dilation, bias is not None)
-    bias = check_bias(bias, p.c_out)
+    bias = check_bias(bias, p.c_out, floating=True)
     if not batched:
         x = x[None]
     return x, weight, bias, p, batched
