@@ -212,6 +212,22 @@ def test_convert_arguments():
         vt.convert(nn.Linear(2, 2))
 
 
+def test_conversion_is_visible():
+    model = nn.Sequential(nn.ConvTranspose1d(512, 256, 16, stride=8, padding=4), nn.Tanh(),
+                          CausalConvTranspose1d(256, 4, 4, stride=2))
+    before = repr(model)
+    conv = vt.convert(model, algorithm="gemm", backend="numpy")
+    text = repr(conv)
+    assert "ConvTranspose1d(512, 256, kernel_size=(16,), stride=(8,), padding=(4,), vkconvt: device=default, " \
+           "algorithm=gemm, backend=numpy)" in text
+    assert "CausalConvTranspose1d(256, 4, kernel_size=(4,), stride=(2,), vkconvt: device=default" in text
+    assert repr(model) == before and "vkconvt" not in before                  # the original is untouched
+    assert [vt.is_converted(m) for m in conv] == [True, False, True]
+    assert not vt.is_converted(vt.ConvTranspose1d(2, 2, 3, backend="numpy"))     # the drop-in is vkconvt's own
+    assert repr(vt.restore(conv)) == before and not any(vt.is_converted(m) for m in conv)
+    assert "is_converted" in vt.__all__
+
+
 # ---------------------------------------------------------------- the drop-in module
 def test_dropin_is_a_torch_module_and_state_dict_round_trips():
     torch.manual_seed(0)
@@ -227,7 +243,7 @@ def test_dropin_is_a_torch_module_and_state_dict_round_trips():
         back.load_state_dict(m.state_dict())                           # vkconvt -> torch
         assert nmse(m(x), back(x)) <= LAYER_TOL
     assert list(m.state_dict()) == ["weight", "bias"]
-    assert "vkconvt(" in repr(m)
+    assert repr(m).endswith("padding=(1,), vkconvt: device=default, algorithm=auto, backend=numpy)")
     buf = io.BytesIO()
     torch.save(m, buf)
     loaded = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
@@ -342,6 +358,39 @@ def test_non_cpu_tensors_are_refused():
             vt.conv_transpose1d(x, torch.empty(4, 2, 3, device="meta"), backend="numpy")
     with pytest.raises(ValueError, match=r"x is on device cuda:0; vkconvt takes CPU tensors \(call x.cpu\(\)\)"):
         interop.unwrap("x", x.as_subclass(_FakeCuda))
+
+
+def test_what_pytorch_refuses_is_refused():
+    """No silent casts (issue 23): integer and mixed-dtype tensors, lists and NumPy arrays given to
+    the PyTorch-facing API are refused as torch.nn.functional.conv_transpose1d refuses them."""
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 4, 5), torch.randn(4, 3, 3)
+    m = vt.convert(nn.ConvTranspose1d(4, 3, 3), backend="numpy")
+    with torch.inference_mode():
+        for bad in (x.half(), x.double(), x.bfloat16()):
+            with pytest.raises(TypeError, match=r"input \(torch.\w+\) and weight \(torch.float32\) must have the same"):
+                m(bad)
+            with pytest.raises(RuntimeError, match="expected scalar type|should be the same"):
+                nn.ConvTranspose1d(4, 3, 3)(bad)                                              # PyTorch agrees
+        with pytest.raises(TypeError, match=r"input has dtype torch.int32; vkconvt computes floating tensors"):
+            m(x.int())
+        with pytest.raises(TypeError, match=r"argument 'input' must be Tensor, not list"):
+            vt.conv_transpose1d(x.tolist(), w)
+        with pytest.raises(TypeError, match=r"argument 'weight' must be Tensor, not ndarray.*vkconvt.conv_transpose1d"):
+            vt.conv_transpose1d(x, w.numpy())
+        with pytest.raises(TypeError, match=r"weight has dtype torch.int64"):
+            vt.conv_transpose1d(x, w.long())
+        with pytest.raises(TypeError, match=r"input \(torch.float16\) and weight \(torch.float32\)"):
+            vt.conv_transpose1d(x.half(), w, backend="numpy")
+        half = vt.convert(nn.ConvTranspose1d(4, 3, 3), backend="numpy").half()
+        assert half(x.half()).dtype == torch.float16
+        with pytest.raises(TypeError, match=r"input \(torch.float32\) and weight \(torch.float16\)"):
+            half(x)
+        with pytest.raises(ValueError, match=r"C_in=5 .*x looks channels-last .*x.transpose\(-1, -2\)"):
+            m(x.transpose(1, 2))                       # (N, L, C_in)
+        # a float bias of another dtype is fine, as in PyTorch
+        y = vt.conv_transpose1d(x, w, torch.zeros(3, dtype=torch.float64), backend="numpy")
+        assert y.dtype == torch.float32 and nmse(y, F.conv_transpose1d(x, w)) <= LAYER_TOL
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])

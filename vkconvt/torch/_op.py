@@ -1,0 +1,193 @@
+"""The registered PyTorch op vkconvt::conv_transpose1d, and the device-side layers it keeps.
+
+Converted modules, the drop-in module and vkconvt.torch.conv_transpose1d all call this op, so
+torch.compile, torch.export and torch.jit.trace see one opaque op with a fake implementation (the
+output shape, by PyTorch's formula) instead of tracing into NumPy and Vulkan. Its arguments are
+the tensors, the hyper-parameters and every vkconvt option as plain values (algorithm, backend,
+Vulkan device, workspace budget, storage, fused activations), so a graph that holds it computes
+the same thing anywhere vkconvt runs. One more argument, `handle`, names a module's KeptLayers:
+its weights stay on the device between calls (uploaded again when they change). A handle no live
+module owns (an exported program loaded in another process; -1 for the functional form) computes
+through vkconvt.conv_transpose1d instead, with the same result.
+
+Autograd: the op has no gradient. Called with grad mode on and an input that requires grad, it
+raises a RuntimeError (never a silently missing gradient).
+"""
+import functools
+import itertools
+import threading
+import weakref
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import vkconvt
+
+from .. import interop
+from ..params import output_length, params_from_shapes
+
+OPTIONS = ("algorithm", "backend", "device", "max_workspace_bytes", "storage", "activation", "negative_slope",
+           "alpha", "beta", "alpha_logscale", "input_activation", "input_negative_slope")
+DEFAULTS = dict(algorithm="auto", backend=None, device=None, max_workspace_bytes=None, storage=None, activation=None,
+                negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False, input_activation=None,
+                input_negative_slope=0.01)
+NO_HANDLE = -1
+_kept = weakref.WeakValueDictionary()       # handle -> KeptLayers of a live module
+_handles = itertools.count(1)
+
+
+def op_options(config):
+    """A module's or a call's vkconvt options as the op's arguments, in OPTIONS order (the Vulkan
+    device as a string: an index "0" or a name substring; alpha/beta as float32 tensors)."""
+    cfg = {**DEFAULTS, **config}
+    if cfg["device"] is not None:
+        cfg["device"] = str(cfg["device"])
+    for k in ("alpha", "beta"):
+        if cfg[k] is not None:
+            cfg[k] = torch.as_tensor(np.asarray(cfg[k], np.float32))
+    for k in ("negative_slope", "input_negative_slope"):
+        cfg[k] = float(cfg[k])
+    return tuple(cfg[k] for k in OPTIONS)
+
+
+def _vkconvt_options(values):
+    """The op's option arguments back as vkconvt.conv_transpose1d's keyword arguments."""
+    cfg = dict(zip(OPTIONS, values))
+    if cfg["device"] is not None and cfg["device"].strip().isdigit():
+        cfg["device"] = int(cfg["device"])
+    for k in ("alpha", "beta"):
+        if cfg[k] is not None:
+            cfg[k] = cfg[k].detach().float().numpy()
+    return cfg
+
+
+@torch.library.custom_op("vkconvt::conv_transpose1d", mutates_args=())
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int,
+                     output_padding: int, groups: int, dilation: int, handle: int, algorithm: str,
+                     backend: Optional[str], device: Optional[str], max_workspace_bytes: Optional[int],
+                     storage: Optional[str], activation: Optional[str], negative_slope: float, alpha: Optional[Tensor],
+                     beta: Optional[Tensor], alpha_logscale: bool, input_activation: Optional[str],
+                     input_negative_slope: float) -> Tensor:
+    """torch.nn.functional.conv_transpose1d computed by vkconvt (see the module doc)."""
+    check(input, weight, bias)
+    cfg = _vkconvt_options((algorithm, backend, device, max_workspace_bytes, storage, activation, negative_slope,
+                            alpha, beta, alpha_logscale, input_activation, input_negative_slope))
+    hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    kept = _kept.get(handle)
+    if kept is not None:
+        out = kept.run(input, weight, bias, hyper, cfg)
+    else:
+        out = vkconvt.conv_transpose1d(input, weight, bias, **hyper, **cfg)
+    return out if out.dtype == input.dtype else out.to(input.dtype)
+
+
+@conv_transpose1d.register_fake
+def _fake(input, weight, bias, stride, padding, output_padding, groups, dilation, *options):
+    """The output's shape and dtype (PyTorch's formula), with vkconvt's checks where the shapes
+    are concrete (symbolic shapes are checked when the op runs)."""
+    check(input, weight, bias, fake=True)
+    if all(isinstance(s, int) for s in (*input.shape, *weight.shape)):
+        params_from_shapes(input.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    c_out = weight.shape[1] * groups
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ValueError(f"bias must have shape (C_out,) = ({c_out},); got shape {tuple(bias.shape)}")
+    l_out = output_length(input.shape[-1], weight.shape[-1], stride, padding, output_padding, dilation)
+    return input.new_empty((*input.shape[:-2], c_out, l_out))
+
+
+def check(input, weight, bias, fake=False):
+    """vkconvt's tensor checks (interop), as PyTorch's conv_transpose1d makes them: floating
+    tensors, input and weight of one dtype; real ones on the CPU (a fake or meta tensor only
+    carries shapes)."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if fake:
+            if not t.is_floating_point():
+                raise TypeError(f"{name} has dtype {t.dtype}; vkconvt computes floating tensors and, like PyTorch, "
+                                f"does not convert others: pass {name}.float()")
+        else:
+            interop.check_tensor(name, t)
+    interop.check_same_dtype("input", input, "weight", weight)
+
+
+def _refuse_autograd(ctx, inputs, output):
+    raise RuntimeError("vkconvt::conv_transpose1d computes the forward pass only, but autograd would need its gradient "
+                       "(grad mode is enabled and an input requires grad). For inference run under "
+                       "`with torch.inference_mode():` (or `with torch.no_grad():`); to train, "
+                       "vkconvt.torch.restore(model) first.")
+
+
+def _no_backward(ctx, grad):
+    raise RuntimeError("vkconvt::conv_transpose1d has no backward pass")
+
+
+conv_transpose1d.register_autograd(_no_backward, setup_context=_refuse_autograd)
+
+
+def call(input, weight, bias, stride, padding, output_padding, groups, dilation, options, handle=NO_HANDLE):
+    """The op, with options from op_options()."""
+    return torch.ops.vkconvt.conv_transpose1d(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                              handle, *options)
+
+
+class KeptLayers:
+    """A module's vkconvt options (config: as given; options: as op arguments) and its device-side
+    layers, one per hyper-parameter set and storage (output_size can change output_padding from
+    call to call), with a copy of the weight and bias the device holds, to notice when the
+    module's weights change. Registered under `handle` while the module lives."""
+
+    def __init__(self, algorithm="auto", backend=None, device=None, max_workspace_bytes=None, **activation):
+        self.config = dict(algorithm=algorithm, backend=backend, device=device,
+                           max_workspace_bytes=max_workspace_bytes, **activation)
+        self._reset()
+
+    def _reset(self):
+        self.layers, self.weight, self.bias = {}, None, None
+        self.lock = threading.Lock()
+        # alpha/beta travel as the module's buffers (the drop-in), not as constants here
+        self.options = op_options({k: v for k, v in self.config.items() if k not in ("alpha", "beta")})
+        self.handle = next(_handles)
+        _kept[self.handle] = self
+
+    # copies and pickles carry the options only; device-side state is rebuilt on the next call
+    def __getstate__(self):
+        return {"config": dict(self.config)}
+
+    def __setstate__(self, state):
+        self.config = state["config"]
+        self._reset()
+
+    def run(self, input, weight, bias, hyper, cfg):
+        w = interop.unwrap("weight", weight)
+        b = None if bias is None else interop.unwrap("bias", bias)
+        # a float16 module (model.half()) stores its weights, inputs and columns as halves
+        storage = cfg.pop("storage") or ("float16" if w.dtype == np.float16 else "float32")
+        key = tuple(hyper.values()) + (storage,)
+        with self.lock:
+            if not (_same(self.weight, w) and _same(self.bias, b)):
+                self.layers.clear()
+                self.weight, self.bias = np.array(w), None if b is None else np.array(b)
+            layer = self.layers.get(key)
+            if layer is None:
+                h = hyper
+                if output_length(1, self.weight.shape[-1], h["stride"], h["padding"], h["output_padding"],
+                                 h["dilation"]) > 0:
+                    layer = vkconvt.ConvTranspose1d(self.weight, self.bias, **hyper, storage=storage, **cfg)
+                else:   # vkconvt.ConvTranspose1d checks its hyper-parameters with a 1-long input and would refuse
+                    layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, storage=storage,
+                                              **cfg)
+                self.layers[key] = layer
+        return layer(input)
+
+
+def _conv(x, weight, bias, **kwargs):
+    return vkconvt.conv_transpose1d(x, weight, bias, **kwargs)
+
+
+def _same(held, current):
+    if held is None or current is None:
+        return held is None and current is None
+    return held.dtype == current.dtype and held.shape == current.shape and np.array_equal(held, current, equal_nan=True)
