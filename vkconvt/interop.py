@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["is_tensor", "check_tensor", "check_same_dtype", "unwrap", "wrap", "TensorIO", "tensor_io",
+__all__ = ["is_tensor", "check_tensor", "check_same_dtype", "unwrap", "as_numpy", "wrap", "TensorIO", "tensor_io",
            "check_vulkan_device"]
 # arguments whose tensors must share one dtype (PyTorch: "expected scalar type Half but found Float")
 SAME_DTYPE = (("x", "weight"), ("a", "b"))
@@ -77,12 +77,17 @@ def unwrap(name, value):
     it is float32); anything else is returned unchanged."""
     if not is_tensor(value):
         return value
-    torch = _torch()
     check_tensor(name, value)
+    return as_numpy(value)
+
+
+def as_numpy(value):
+    """A checked tensor as a NumPy array (float32, or float16 for float16: conv_transpose1d stores it
+    as halves and returns float16), sharing memory where it can."""
+    torch = _torch()
     value = value.detach()
     if value.dtype not in (torch.float32, torch.float16):
         value = value.float()   # bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
-    # float16 stays float16: conv_transpose1d stores it as halves and returns float16
     return value.resolve_neg().resolve_conj().numpy()
 
 

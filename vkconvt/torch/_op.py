@@ -63,8 +63,7 @@ def _vkconvt_options(values):
     return cfg
 
 
-@torch.library.custom_op("vkconvt::conv_transpose1d", mutates_args=())
-def conv_transpose1d(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int,
+def compute(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int,
                      output_padding: int, groups: int, dilation: int, handle: int, algorithm: str,
                      backend: Optional[str], device: Optional[str], max_workspace_bytes: Optional[int],
                      storage: Optional[str], activation: Optional[str], negative_slope: float, alpha: Optional[Tensor],
@@ -81,6 +80,9 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Optional[Tensor], stri
     else:
         out = vkconvt.conv_transpose1d(input, weight, bias, **hyper, **cfg)
     return out if out.dtype == input.dtype else out.to(input.dtype)
+
+
+conv_transpose1d = torch.library.custom_op("vkconvt::conv_transpose1d", compute, mutates_args=())
 
 
 @conv_transpose1d.register_fake
@@ -161,8 +163,9 @@ class KeptLayers:
         self._reset()
 
     def run(self, input, weight, bias, hyper, cfg):
-        w = interop.unwrap("weight", weight)
-        b = None if bias is None else interop.unwrap("bias", bias)
+        """The kept layer's result for checked tensors, as a tensor in input's dtype."""
+        w = interop.as_numpy(weight)
+        b = None if bias is None else interop.as_numpy(bias)
         # a float16 module (model.half()) stores its weights, inputs and columns as halves
         storage = cfg.pop("storage") or ("float16" if w.dtype == np.float16 else "float32")
         key = tuple(hyper.values()) + (storage,)
@@ -180,7 +183,7 @@ class KeptLayers:
                     layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, storage=storage,
                                               **cfg)
                 self.layers[key] = layer
-        return layer(input)
+        return interop.wrap(layer(interop.as_numpy(input)), input)
 
 
 def _conv(x, weight, bias, **kwargs):
