@@ -167,7 +167,8 @@ def _problem(args):
     return None
 
 
-def main(argv=None):
+def build_parser():
+    """The argument parser and its subcommands' parsers ({name: parser})."""
     from . import backends
     from .params import ALGORITHMS
     ap = _Parser(prog="python -m vkconvt", description=__doc__)
@@ -202,6 +203,11 @@ def main(argv=None):
     b = subs["bench"] = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
     from .bench import cli as bench_cli
     bench_cli.add_arguments(b)
+    return ap, subs
+
+
+def main(argv=None):
+    ap, subs = build_parser()
     args = ap.parse_args(argv)
     if args.cmd == "bench":
         if args.torch_threads is not None and args.torch_threads < 1:
@@ -223,4 +229,5 @@ def main(argv=None):
     if args.cmd == "tune":
         from . import tune
         return tune.run(args)
+    from .bench import cli as bench_cli
     return bench_cli.run(args)
