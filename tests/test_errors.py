@@ -107,3 +107,20 @@ def test_col2im_errors(kw, exc, pattern, monkeypatch):
     monkeypatch.setattr(backends, "get", lambda *a, **k: Exploding())
     with pytest.raises(exc, match=pattern):
         vkconvt.col2im_1d(**kw)
+
+
+def test_layer_refuses_what_pytorch_refuses(monkeypatch):
+    """The layer: integer weights when it is made; a float16 x for float32 weights at the call
+    (also after a good call warmed its cache). A layer storing halves takes float32 x."""
+    with pytest.raises(TypeError, match=r"weight must be floating point .*int32"):
+        vkconvt.ConvTranspose1d(W.astype(np.int32), backend="numpy")
+    layer = vkconvt.ConvTranspose1d(W, backend="numpy")
+    layer(X)
+    monkeypatch.setattr(backends, "get", lambda *a, **k: Exploding())
+    with pytest.raises(TypeError, match=r"x has dtype float16 and weight has dtype float32: their dtypes must match"):
+        layer(X.astype(np.float16))
+    with pytest.raises(TypeError, match=r"x must be floating point .*int64"):
+        layer(X.astype(np.int64))
+    monkeypatch.undo()
+    half = vkconvt.ConvTranspose1d(W, backend="numpy", storage="float16")
+    assert half(X).dtype == np.float32 and half(X.astype(np.float16)).dtype == np.float16

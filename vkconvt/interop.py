@@ -19,13 +19,18 @@ Refused, with errors that name the parameter:
 
 vkconvt/api.py wraps every public entry point with tensor_io (conv_transpose1d, matmul,
 col2im_1d, ConvTranspose1d.__init__ and __call__); each wrapped function carries the attribute
-__vkconvt_tensor_io__ = True, which the tests check on all of them.
+__vkconvt_tensor_io__ = True, which the tests check on all of them. Being the first code to see
+the caller's own x and weight, tensor_io also refuses a NumPy float16 with another dtype there
+(params.check_half_pair), before api.py stores the weights in x's storage type (tensors: the
+same-dtype rule above).
 """
 import functools
 import inspect
 import sys
 
 import numpy as np
+
+from .params import check_half_pair
 
 __all__ = ["is_tensor", "check_tensor", "check_same_dtype", "unwrap", "as_numpy", "wrap", "TensorIO", "tensor_io",
            "check_vulkan_device"]
@@ -155,11 +160,18 @@ def tensor_io(*names, wrap_result=True):
         if missing:
             raise TypeError(f"tensor_io: {fn.__qualname__} has no parameter(s) {', '.join(missing)}")
 
+        order = list(sig.parameters)
+        half_pair = (order.index("x"), order.index("weight")) if {"x", "weight"} <= set(names) else None
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             torch = _torch()
             # torch not loaded, or no tensor among the arguments: nothing to do (the fast path)
             if torch is None or not any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values())):
+                if half_pair is not None:        # x and weight as the caller gave them (attribute reads)
+                    ix, iw = half_pair
+                    check_half_pair(args[ix] if len(args) > ix else kwargs.get("x"),
+                                    args[iw] if len(args) > iw else kwargs.get("weight"))
                 return fn(*args, **kwargs)
             bound = sig.bind(*args, **kwargs)
             for first, second in SAME_DTYPE:

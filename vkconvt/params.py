@@ -283,12 +283,13 @@ def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, g
     return weight, check_bias(bias, p.c_out, floating=True)
 
 
-def check_half_pair(x, weight, storage):
-    """float16 with another dtype is refused, as PyTorch refuses it: a float16 x needs float16
-    weights, and float16 weights with a float32 x need storage='float16' (a half layer)."""
+def check_half_pair(x, weight, storage=None):
+    """float16 with another dtype is refused, as PyTorch refuses it (x and weight as the caller
+    gave them): a float16 x needs float16 weights and the other way round. Only a layer whose
+    weights are stored as halves (storage='float16') takes a float32 x."""
     x_half, w_half = input_dtype(x) == np.float16, input_dtype(weight) == np.float16
     if x_half != w_half and (x_half or storage != "float16"):
-        xd, wd = np.dtype(getattr(x, "dtype", np.float64)), np.dtype(getattr(weight, "dtype", np.float64))
+        xd, wd = (np.dtype(getattr(v, "dtype", np.float64)) for v in (x, weight))
         raise TypeError(f"x has dtype {xd} and weight has dtype {wd}: their dtypes must match (PyTorch's "
                         f"conv_transpose1d refuses this pair too); convert one of them, or keep float32 arrays and "
                         f"pass storage='float16' to store halves")
