@@ -58,7 +58,7 @@ __all__ = ["convert", "restore", "is_converted", "ConvTranspose1d", "conv_transp
 def _options(device, algorithm, backend, max_workspace_bytes):
     """The options every call checks before it reaches the op (the budget as an int)."""
     interop.check_vulkan_device("device", device)
-    if device is not None and not isinstance(device, (int, str)) or isinstance(device, bool):
+    if isinstance(device, bool) or (device is not None and not isinstance(device, (int, str))):
         raise TypeError(f"device must be an index or a substring of a device name, got {device!r}")
     check_algorithm(algorithm)
     if max_workspace_bytes is not None:
@@ -125,7 +125,7 @@ def _vk_forward(module, input, output_size=None):
     kept = module._vkconvt
     options = kept.options
     if "_vkconvt_alpha" in module._buffers:     # the drop-in's snake parameters
-        options = options[:7] + (module._vkconvt_alpha, module._vkconvt_beta) + options[9:]
+        options = _op.with_snake(options, module._vkconvt_alpha, module._vkconvt_beta)
     return _op.call(input, weight, bias, module.stride[0], module.padding[0], output_padding[0], module.groups,
                     module.dilation[0], options, kept.handle)
 

@@ -52,6 +52,12 @@ def op_options(config):
     return tuple(cfg[k] for k in OPTIONS)
 
 
+def with_snake(options, alpha, beta):
+    """op_options() with the snake activation's alpha and beta tensors (a module's buffers)."""
+    i = OPTIONS.index("alpha")
+    return options[:i] + (alpha, beta) + options[i + 2:]
+
+
 def _vkconvt_options(values):
     """The op's option arguments back as vkconvt.conv_transpose1d's keyword arguments."""
     cfg = dict(zip(OPTIONS, values))
