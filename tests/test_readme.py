@@ -1,6 +1,7 @@
 """README.md as a user pastes it (issue 23, item 2): every ```python block runs on its own, in a
-fresh process, and finishes within a time limit; every command line of the ```sh blocks names a
-script that exists, and every `python -m vkconvt ...` in them parses with the CLI's own parser."""
+fresh process, and finishes within a time limit, and prints what its `print(...)  # -> output`
+comments say; every command line of the ```sh blocks names a script that exists, and every
+`python -m vkconvt ...` in them parses with the CLI's own parser."""
 import os
 import re
 import shlex
@@ -45,12 +46,14 @@ def test_python_block_runs_as_pasted(line, code, tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
                        timeout=TIME_LIMIT_S)
     assert r.returncode == 0, f"README.md line {line}:\n{code}\n--- stderr:\n{r.stderr[-4000:]}"
-    # `print(...)  # what it prints` lines: the comment is the output ("..." stands for anything)
-    said = [text.split("#", 1)[1].strip() for text in code.splitlines() if text.lstrip().startswith("print(")]
-    printed = r.stdout.strip().splitlines()
-    assert len(printed) == len(said), (said, printed)
-    for expect, got in zip(said, printed):
-        assert re.fullmatch(".*".join(map(re.escape, expect.split("..."))), got.strip()), (expect, got)
+    # `print(...)  # -> what it prints`: the comment is the output line ("..." stands for anything)
+    prints = [text for text in code.splitlines() if text.lstrip().startswith("print(")]
+    said = {i: text.split("# -> ", 1)[1].strip() for i, text in enumerate(prints) if "# -> " in text}
+    if said:
+        printed = r.stdout.strip().splitlines()
+        assert len(printed) == len(prints), (prints, printed)
+        for i, expect in said.items():
+            assert re.fullmatch(".*".join(map(re.escape, expect.split("..."))), printed[i].strip()), (expect, printed[i])
 
 
 def shell_commands():

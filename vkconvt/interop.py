@@ -21,8 +21,8 @@ vkconvt/api.py wraps every public entry point with tensor_io (conv_transpose1d, 
 col2im_1d, ConvTranspose1d.__init__ and __call__); each wrapped function carries the attribute
 __vkconvt_tensor_io__ = True, which the tests check on all of them. Being the first code to see
 the caller's own x and weight, tensor_io also refuses a NumPy float16 with another dtype there
-(params.check_half_pair), before api.py stores the weights in x's storage type (tensors: the
-same-dtype rule above).
+(params.check_half_pair), before api.py stores the weights in x's storage type, unless the call
+says how to store them (storage=...; tensors: the same-dtype rule above).
 """
 import functools
 import inspect
@@ -168,7 +168,7 @@ def tensor_io(*names, wrap_result=True):
             torch = _torch()
             # torch not loaded, or no tensor among the arguments: nothing to do (the fast path)
             if torch is None or not any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values())):
-                if half_pair is not None:        # x and weight as the caller gave them (attribute reads)
+                if half_pair is not None and kwargs.get("storage") is None:   # as the caller gave them
                     ix, iw = half_pair
                     check_half_pair(args[ix] if len(args) > ix else kwargs.get("x"),
                                     args[iw] if len(args) > iw else kwargs.get("weight"))

@@ -285,8 +285,8 @@ def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, g
 
 def check_half_pair(x, weight, storage=None):
     """float16 with another dtype is refused, as PyTorch refuses it (x and weight as the caller
-    gave them): a float16 x needs float16 weights and the other way round. Only a layer whose
-    weights are stored as halves (storage='float16') takes a float32 x."""
+    gave them, when the call does not say how to store them): a float16 x needs float16 weights
+    and the other way round. Weights stored as halves (storage='float16') take a float32 x."""
     x_half, w_half = input_dtype(x) == np.float16, input_dtype(weight) == np.float16
     if x_half != w_half and (x_half or storage != "float16"):
         xd, wd = (np.dtype(getattr(v, "dtype", np.float64)) for v in (x, weight))
