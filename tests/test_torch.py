@@ -554,3 +554,54 @@ def test_hifigan_demo_runs(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "max |vkconvt - torch|" in out and "time per second of audio" in out and "outputs agree" in out
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_convert_warmup_records_every_layers_first_call():
+    """convert(..., warmup=x) runs the model once: the first real call at that length compiles and
+    records nothing more (one submission per converted layer)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose1d(8, 4, 4, stride=2), nn.ReLU(), nn.ConvTranspose1d(4, 2, 4, stride=2))
+    x = torch.randn(1, 8, 20)
+    conv = vt.convert(model, warmup=x)
+    dev = vkconvt.backends.get("vulkan").dev
+    before = dict(dev.counters)
+    with torch.no_grad():
+        out = conv(x)
+        ref = model(x)
+    assert dev.counters["recordings"] == before["recordings"]
+    assert dev.counters["submissions"] - before["submissions"] == 2
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_converted_weights_change_detection_by_version_counter(monkeypatch):
+    """A repeated call neither converts nor compares the weights (PyTorch's version counter says they
+    are unchanged); in-place edits, load_state_dict and weight norm's g are seen; an edit through
+    .data (not versioned) is seen after vkconvt.torch.refresh."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.ConvTranspose1d(6, 4, 5, stride=2)))
+    conv = vt.convert(model)
+    x = torch.randn(1, 6, 30)
+
+    def check():
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x), vt.restore(copy.deepcopy(conv))(x), rtol=1e-5, atol=1e-5)
+    check()
+    from vkconvt.torch import _op
+    compared = []
+    real = _op._same
+    monkeypatch.setattr(_op, "_same", lambda a, b: compared.append(0 if a is None else a.size) or real(a, b))
+    with torch.no_grad():
+        conv(x)
+    assert max(compared) < 6 * 4 * 5, "an unchanged module's weights were compared whole"     # the bias only
+    layer = conv[0]
+    with torch.no_grad():
+        layer.parametrizations.weight.original0.mul_(1.5)       # weight norm's g, in place
+    check()
+    conv.load_state_dict({k: v * 0.5 for k, v in conv.state_dict().items()})
+    check()
+    with torch.no_grad():
+        layer.bias.data.add_(3.0)                                # not versioned: needs refresh
+    vt.refresh(conv)
+    check()

@@ -231,6 +231,16 @@ class ConvTranspose1d:
             be = backends.get("vulkan", device=plan.profile.index)
             weakref.finalize(self.weights, be.forget_owner, id(self.weights.token))
 
+    def warmup(self, lengths, batch=1, dtype=np.float32):
+        """Make the first call at each input length fast: plan it, compile its pipelines and record it
+        now, with one call on zeros per length (the driver's disk cache then keeps the compiled code
+        for later processes: Mesa's shader cache, NVIDIA's). Returns self."""
+        lengths = [lengths] if isinstance(lengths, (int, np.integer)) else list(lengths)
+        c_in = self.weights.weight.shape[0]
+        for n in lengths:
+            self(np.zeros((as_int("batch", batch, 1), c_in, as_int("lengths", n, 1)), dtype=dtype))
+        return self
+
     @tensor_io("x")
     def __call__(self, x, *, wait=True):
         request = (self.algorithm, self.backend, self.device, self.max_workspace_bytes)

@@ -51,8 +51,9 @@ import vkconvt
 from .. import interop, planner
 from ..params import check_algorithm, check_hyper, check_storage
 from . import _op
+from ._op import refresh
 
-__all__ = ["convert", "restore", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
+__all__ = ["convert", "restore", "refresh", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
 
 
 def _options(device, algorithm, backend, max_workspace_bytes):
@@ -173,12 +174,21 @@ class ConvTranspose1d(nn.ConvTranspose1d):
         config = _check_config(device, algorithm, backend, max_workspace_bytes, act, out_channels)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device="cpu", dtype=dtype)
-        self._vkconvt = _op.KeptLayers(**config)
+        self._vkconvt = _op.KeptLayers(**config).attach(self)
         if activation in ("snake", "snakebeta"):    # buffers, so that export and .to() see them
             for name in ("alpha", "beta"):
                 value = config[name]
                 self.register_buffer(f"_vkconvt_{name}", None if value is None else torch.as_tensor(value),
                                      persistent=False)
+
+    def warmup(self, lengths, batch=1):
+        """Compile and record the first call at each input length now (one call on zeros each, under
+        torch.no_grad()); see vkconvt.ConvTranspose1d.warmup. Returns self."""
+        lengths = [lengths] if isinstance(lengths, int) else list(lengths)
+        with torch.no_grad():
+            for n in lengths:
+                self(torch.zeros(batch, self.in_channels, n, dtype=self.weight.dtype))
+        return self
 
     def forward(self, input, output_size=None):
         return _vk_forward(self, input, output_size)
@@ -286,7 +296,8 @@ def _copy(model):
     return copy.deepcopy(model, memo)
 
 
-def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace_bytes=None, inplace=False):
+def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace_bytes=None, inplace=False,
+            warmup=None):
     """The model with every nn.ConvTranspose1d (subclasses too) computed by vkconvt.
 
     inplace=False (default) converts a deep copy and leaves model alone. Weight normalisation
@@ -300,6 +311,10 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
     A whole converted model cannot be pickled where a subclass was converted; restore() first, or
     save its state_dict (unchanged).
     device, algorithm, backend, max_workspace_bytes: as for vkconvt.conv_transpose1d.
+    warmup: example inputs (a tensor, or a tuple of the model's positional arguments): the converted
+    model runs them once under torch.no_grad(), so every converted layer compiles its pipelines and
+    records its call for those lengths now rather than at its first real call (see the README:
+    first-call time).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -316,7 +331,7 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
         if m.padding_mode != "zeros":
             raise ValueError(f"Only `zeros` padding mode is supported for ConvTranspose1d; {m} has "
                              f"padding_mode={m.padding_mode!r}")
-        m._vkconvt = _op.KeptLayers(**config)
+        m._vkconvt = _op.KeptLayers(**config).attach(m)
         if type(m).forward is nn.ConvTranspose1d.forward:
             for name, value in _instance_attributes(m).items():
                 setattr(m, name, value)
@@ -325,6 +340,9 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
     if not found:
         warnings.warn(f"vkconvt.torch.convert: {type(model).__name__} has no nn.ConvTranspose1d to convert",
                       stacklevel=2)
+    if warmup is not None:
+        with torch.no_grad():
+            model(*(warmup if isinstance(warmup, tuple) else (warmup,)))
     return model
 
 

@@ -141,6 +141,9 @@ def call(input, weight, bias, stride, padding, output_padding, groups, dilation,
                                               handle, *options)
 
 
+SAMPLE = 4096          # weights compared at every call (the rest only when a parameter's version moved)
+
+
 class KeptLayers:
     """A module's vkconvt options (config: as given; options: as op arguments) and its device-side
     layers, one per hyper-parameter set and storage (output_size can change output_padding from
@@ -154,6 +157,8 @@ class KeptLayers:
 
     def _reset(self):
         self.layers, self.weight, self.bias = {}, None, None
+        self.module = None          # a weakref to the module, set by attach(): its parameters' versions
+        self.stamp_seen = None      # stamp() when the device's copy of the weights was last checked
         self.lock = threading.Lock()
         # alpha/beta travel as the module's buffers (the drop-in), not as constants here
         self.options = op_options({k: v for k, v in self.config.items() if k not in ("alpha", "beta")})
@@ -168,6 +173,38 @@ class KeptLayers:
         self.config = state["config"]
         self._reset()
 
+    def attach(self, module):
+        """Follow `module`'s parameters: while none was replaced or changed in place (PyTorch's version
+        counter), the device keeps its weights without comparing them (see stamp())."""
+        self.module = weakref.ref(module)
+        return self
+
+    def stamp(self):
+        """(id, version, data pointer) of every parameter of the module (weight norm's g and v and a
+        parametrization's originals included), or None when no module is attached. PyTorch bumps a
+        tensor's version at every in-place change (optimizer steps, load_state_dict, no_grad edits),
+        but not at an edit through `.data`: vkconvt.torch.refresh(model) covers that."""
+        mod = None if self.module is None else self.module()
+        if mod is None:
+            return None
+        try:
+            return tuple((id(p), p._version, p.data_ptr()) for p in mod.parameters())
+        except RuntimeError:        # inference tensors have no version counter: compare every call
+            return None
+
+    def unchanged(self, w, b):
+        """Whether the device's copy of the weights still holds: the parameters' versions as when it was
+        taken, the bias equal, and a fixed sample of SAMPLE weights equal (an edit through `.data` or a
+        NumPy view bumps no version; one that changes the bias or any sampled weight, as bulk updates
+        and EMA do, is still seen; vkconvt.torch.refresh covers a partial one)."""
+        stamp = self.stamp()
+        if stamp is None or stamp != self.stamp_seen or self.weight is None or not _same(self.bias, b):
+            return False
+        flat = w.reshape(-1)
+        if flat.shape != self._flat_held.shape:
+            return False
+        return np.array_equal(flat[self._sample], self._flat_held[self._sample], equal_nan=True)
+
     def run(self, input, weight, bias, hyper, cfg):
         """The kept layer's result for checked tensors, as a tensor in input's dtype."""
         w = interop.as_numpy(weight)
@@ -176,9 +213,14 @@ class KeptLayers:
         storage = cfg.pop("storage") or ("float16" if w.dtype == np.float16 else "float32")
         key = tuple(hyper.values()) + (storage,)
         with self.lock:
-            if not (_same(self.weight, w) and _same(self.bias, b)):
-                self.layers.clear()
-                self.weight, self.bias = np.array(w), None if b is None else np.array(b)
+            if not self.unchanged(w, b):
+                if not (_same(self.weight, w) and _same(self.bias, b)):
+                    self.layers.clear()
+                    self.weight, self.bias = np.array(w), None if b is None else np.array(b)
+                    self._flat_held = self.weight.reshape(-1)
+                    n = self._flat_held.size
+                    self._sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
+                self.stamp_seen = self.stamp()
             layer = self.layers.get(key)
             if layer is None:
                 h = hyper
@@ -200,3 +242,13 @@ def _same(held, current):
     if held is None or current is None:
         return held is None and current is None
     return held.dtype == current.dtype and held.shape == current.shape and np.array_equal(held, current, equal_nan=True)
+
+
+def refresh(model):
+    """Make every converted layer of `model` compare its weights with the device's copy at its next call
+    (needed only after edits through `.data`, which PyTorch's version counter does not see)."""
+    for m in model.modules():
+        kept = getattr(m, "_vkconvt", None)
+        if isinstance(kept, KeptLayers):
+            kept.stamp_seen = None
+    return model
