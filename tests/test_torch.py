@@ -605,3 +605,29 @@ def test_converted_weights_change_detection_by_version_counter(monkeypatch):
         layer.bias.data.add_(3.0)                                # not versioned: needs refresh
     vt.refresh(conv)
     check()
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_consecutive_converted_layers_keep_activations_on_the_device():
+    """Three converted layers in a row in an nn.Sequential: the input goes up once, the result comes
+    down once; a forward hook on the middle one (something reads its output) breaks the chain there."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.ConvTranspose1d(16, 8, 4, stride=2, padding=1), nn.ConvTranspose1d(8, 8, 4, stride=2),
+                          nn.ConvTranspose1d(8, 4, 3), nn.Tanh())
+    conv = vt.convert(model)
+    x = torch.randn(1, 16, 25)
+    dev = vkconvt.backends.get("vulkan").dev
+    with torch.inference_mode():
+        ref = model(x)
+        conv(x)
+        before = dict(dev.counters)
+        out = conv(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    up = dev.counters["bytes_up"] - before["bytes_up"]
+    down = dev.counters["bytes_down"] - before["bytes_down"]
+    assert up == x.numel() * 4 and down == ref.numel() * 4, (up, down)
+    seen = []
+    conv[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-5)
+    assert seen and vt.restore(conv) is conv and "forward" not in conv.__dict__

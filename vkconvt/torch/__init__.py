@@ -50,7 +50,7 @@ import vkconvt
 
 from .. import interop, planner
 from ..params import check_algorithm, check_hyper, check_storage
-from . import _op
+from . import _chain, _op
 from ._op import refresh
 
 __all__ = ["convert", "restore", "refresh", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
@@ -311,6 +311,8 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
     A whole converted model cannot be pickled where a subclass was converted; restore() first, or
     save its state_dict (unchanged).
     device, algorithm, backend, max_workspace_bytes: as for vkconvt.conv_transpose1d.
+    Converted layers that follow each other in an nn.Sequential keep their activations on the Vulkan
+    device in eager inference (vkconvt/torch/_chain.py: only where nothing else reads them in between).
     warmup: example inputs (a tensor, or a tuple of the model's positional arguments): the converted
     model runs them once under torch.no_grad(), so every converted layer compiles its pipelines and
     records its call for those lengths now rather than at its first real call (see the README:
@@ -340,6 +342,7 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
     if not found:
         warnings.warn(f"vkconvt.torch.convert: {type(model).__name__} has no nn.ConvTranspose1d to convert",
                       stacklevel=2)
+    _chain.attach(model)
     if warmup is not None:
         with torch.no_grad():
             model(*(warmup if isinstance(warmup, tuple) else (warmup,)))
@@ -348,6 +351,7 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
 
 def restore(model):
     """Undo convert() in place: every converted module computes with PyTorch again. Returns model."""
+    _chain.detach(model)
     for m in model.modules():
         if not is_converted(m):
             continue

@@ -207,6 +207,11 @@ class KeptLayers:
 
     def run(self, input, weight, bias, hyper, cfg):
         """The kept layer's result for checked tensors, as a tensor in input's dtype."""
+        layer = self.layer_for(weight, bias, hyper, cfg)
+        return interop.wrap(layer(interop.as_numpy(input)), input)
+
+    def layer_for(self, weight, bias, hyper, cfg):
+        """The vkconvt layer holding the module's current weights for these hyper-parameters."""
         w = interop.as_numpy(weight)
         b = None if bias is None else interop.as_numpy(bias)
         # a float16 module (model.half()) stores its weights, inputs and columns as halves
@@ -231,7 +236,7 @@ class KeptLayers:
                     layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, storage=storage,
                                               **cfg)
                 self.layers[key] = layer
-        return interop.wrap(layer(interop.as_numpy(input)), input)
+        return layer
 
 
 def _conv(x, weight, bias, **kwargs):
