@@ -96,7 +96,8 @@ fi
 # ---------------------------------------------------------------- virtual environment
 stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" "$here/scripts/kp/"*.patch | sha256sum | cut -c1-16)"
 stamp="$venv/.vkconvt-setup-$stamp_key-test$with_test"
-if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; }; then
+if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; } &&
+   { [ "$with_test" = 0 ] || [ -d "$venv/numpy1/numpy" ]; }; then
   exit 0    # already set up by this version of the script (a --test set-up covers the plain one)
 fi
 
@@ -156,7 +157,7 @@ if [ "$with_test" = 1 ]; then
          'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) >= 2)' 2>/dev/null; }; then
     log "installing numpy<2 into $numpy1 (the NumPy 1 test overlay)"
     rm -rf "$numpy1"
-    "${pip[@]}" --target "$numpy1" 'numpy<2'
+    "${pip[@]}" --only-binary=:all: --target "$numpy1" 'numpy<2'
   fi
 fi
 
