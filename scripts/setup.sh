@@ -6,7 +6,8 @@
 #   * A virtual environment in $VKCONVT_VENV (default: <repo>/.venv) with NumPy (1 or 2), Kompute
 #     kp==0.9.0 built once from its sdist with vkconvt's patch (the wheel is cached in $VKCONVT_CACHE/wheels), and
 #     vkconvt itself installed editable (its build hook compiles shaders/ to SPIR-V).
-#   * With --test: the test and benchmark dependencies too (pytest, torch CPU, tqdm, matplotlib).
+#   * With --test: the test and benchmark dependencies too (pytest, torch CPU, tqdm, matplotlib), and
+#     numpy<2 in $VKCONVT_VENV/numpy1, an overlay the NumPy 1 test puts first on PYTHONPATH.
 # A second run on a set-up machine returns within seconds (stamp file keyed by this script's inputs).
 set -euo pipefail
 
@@ -95,7 +96,8 @@ fi
 # ---------------------------------------------------------------- virtual environment
 stamp_key="$(cat "${BASH_SOURCE[0]}" "$here/pyproject.toml" "$here/scripts/kp/"*.patch | sha256sum | cut -c1-16)"
 stamp="$venv/.vkconvt-setup-$stamp_key-test$with_test"
-if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; }; then
+if [ -x "$venv/bin/python" ] && { [ -f "$stamp" ] || [ -f "$venv/.vkconvt-setup-$stamp_key-test1" ]; } &&
+   { [ "$with_test" = 0 ] || [ -d "$venv/numpy1/numpy" ]; }; then
   exit 0    # already set up by this version of the script (a --test set-up covers the plain one)
 fi
 
@@ -148,6 +150,15 @@ fi
 if [ "$with_test" = 1 ]; then
   # torch is only the independent oracle for tests and the benchmark (CPU build).
   "${pip[@]}" pytest tqdm matplotlib 'torch==2.13.0' ruff
+  # NumPy 1 in an overlay folder beside the environment's NumPy 2: tests/test_numpy_versions.py runs
+  # the Vulkan case table in a process with it first on PYTHONPATH (the one kp build, both NumPy ABIs).
+  numpy1="$venv/numpy1"
+  if ! { [ -d "$numpy1/numpy" ] && PYTHONPATH="$numpy1" "$venv/bin/python" -c \
+         'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) >= 2)' 2>/dev/null; }; then
+    log "installing numpy<2 into $numpy1 (the NumPy 1 test overlay)"
+    rm -rf "$numpy1"
+    "${pip[@]}" --only-binary=:all: --target "$numpy1" 'numpy<2'
+  fi
 fi
 
 # vkconvt itself, editable: the build hook compiles shaders/*.comp into vkconvt/spv/.

@@ -143,3 +143,25 @@ def test_a_new_op_runs_through_the_generic_layers(toy):
         split = planner.make_plan("repeat_1d", p, "auto", "vulkan")
         assert len(split.schedule.steps) == 3 and "queue submissions per call: 3" in split.explain()
         np.testing.assert_array_equal(calls.execute(split, {"x": x}), want)
+
+
+def test_a_kernel_without_a_cost_entry_is_never_free():
+    """A count the model has no coefficient for borrows the costliest one of that count; never 0."""
+    feats = {"calls": 1.0, "matmul_tiled.mac": 1e9, "newkernel.out": 1e6}
+    coef = {"calls": 1e-5, "matmul.mac": 2e-12, "matmul_sg.mac": 5e-12}
+    assert costmodel.predict(coef, feats) == pytest.approx(1e-5 + 5e-12 * 1e9 + costmodel.FALLBACK_UNIT["out"] * 1e6)
+
+
+def test_dispatches_bind_buffers_in_the_kernel_tables_order():
+    p, _ = params_from_shapes((2, 24, 37), (24, 5, 6), 3, 1, 0, 1, 1, True)
+    limits, choice = schedule.Limits(1 << 20), kernels.default_choice("cpu")
+    for algorithm in ("direct", "gemm"):
+        sched = ops.get("conv_transpose1d").schedule(p, algorithm, limits, 1 << 20, choice)
+        for st in sched.steps:
+            for d in st.dispatches:
+                kern = kernels.KERNELS[d.kernel]
+                assert len(d.binds) == len(kern.bindings)
+                assert set(d.binds) <= set(sched.buffers) | {"bias"}, (d.kernel, d.binds)
+    gemm = ops.get("conv_transpose1d").schedule(p, "gemm", limits, 1 << 20, choice)
+    mm = next(d for st in gemm.steps for d in st.dispatches if kernels.KERNELS[d.kernel].op == "matmul")
+    assert mm.binds == ("w", "x", "col")            # the matmul's A, B, C: weights, inputs, columns

@@ -43,6 +43,17 @@ ERRORS = [
     ("budget_list", dict(max_workspace_bytes=[1]), TypeError, r"max_workspace_bytes must be an int number of bytes, got \[1\]"),
     ("budget_zero", dict(max_workspace_bytes=0), ValueError, r"max_workspace_bytes must be positive, got 0"),
     ("budget_text", dict(max_workspace_bytes="lots"), ValueError, r"max_workspace_bytes must be a byte count .* got 'lots'"),
+    # what PyTorch's conv_transpose1d refuses is refused, never silently cast (issue 23)
+    ("x_int32", dict(x=np.zeros((2, 4, 10), np.int32)), TypeError, r"x must be floating point .*got dtype int32"),
+    ("weight_int64", dict(weight=np.zeros((4, 3, 5), np.int64)), TypeError, r"weight must be floating point .*int64"),
+    ("bias_bool", dict(bias=np.zeros(3, bool)), TypeError, r"bias must be floating point .*got dtype bool"),
+    ("x_int_list", dict(x=[[1, 2, 3]] * 4), TypeError, r"x must be floating point .*got a list of int64 values"),
+    ("x_half_weight_float", dict(x=X.astype(np.float16)), TypeError,
+     r"x has dtype float16 and weight has dtype float32: their dtypes must match"),
+    ("x_float_weight_half", dict(weight=W.astype(np.float16)), TypeError,
+     r"x has dtype float32 and weight has dtype float16: their dtypes must match.*storage='float16'"),
+    ("x_channels_last", dict(x=np.zeros((2, 10, 4), np.float32)), ValueError,
+     r"C_in=10 .*x looks channels-last .*transpose"),
 ]
 if backends.vulkan_reason() is None:
     ERRORS.append(("device_list", dict(device=[0]), TypeError,
@@ -96,3 +107,20 @@ def test_col2im_errors(kw, exc, pattern, monkeypatch):
     monkeypatch.setattr(backends, "get", lambda *a, **k: Exploding())
     with pytest.raises(exc, match=pattern):
         vkconvt.col2im_1d(**kw)
+
+
+def test_layer_refuses_what_pytorch_refuses(monkeypatch):
+    """The layer: integer weights when it is made; a float16 x for float32 weights at the call
+    (also after a good call warmed its cache). A layer storing halves takes float32 x."""
+    with pytest.raises(TypeError, match=r"weight must be floating point .*int32"):
+        vkconvt.ConvTranspose1d(W.astype(np.int32), backend="numpy")
+    layer = vkconvt.ConvTranspose1d(W, backend="numpy")
+    layer(X)
+    monkeypatch.setattr(backends, "get", lambda *a, **k: Exploding())
+    with pytest.raises(TypeError, match=r"x has dtype float16 and weight has dtype float32: their dtypes must match"):
+        layer(X.astype(np.float16))
+    with pytest.raises(TypeError, match=r"x must be floating point .*int64"):
+        layer(X.astype(np.int64))
+    monkeypatch.undo()
+    half = vkconvt.ConvTranspose1d(W, backend="numpy", storage="float16")
+    assert half(X).dtype == np.float32 and half(X.astype(np.float16)).dtype == np.float16

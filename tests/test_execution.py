@@ -270,3 +270,13 @@ def test_soak_device_arrays_bounded_memory_and_exact_accounting(memory):
     assert d.array_pool_bytes <= 256 << 20
     assert grown < 3_000_000, f"RSS grew {grown} bytes over 800 chains"
     d.clear()
+
+
+def test_warmup_makes_the_first_call_at_a_length_record_nothing():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 8, 4)).astype(np.float32)
+    layer = vkconvt.ConvTranspose1d(w, stride=2).warmup([40, 57])
+    x = rng.standard_normal((1, 16, 57)).astype(np.float32)
+    out, n = counted(lambda: layer(x))
+    assert n["recordings"] == 0 and n["submissions"] == 1
+    assert_close(out, vkconvt.conv_transpose1d(x, w, stride=2, backend="numpy"))

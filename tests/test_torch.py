@@ -212,6 +212,22 @@ def test_convert_arguments():
         vt.convert(nn.Linear(2, 2))
 
 
+def test_conversion_is_visible():
+    model = nn.Sequential(nn.ConvTranspose1d(512, 256, 16, stride=8, padding=4), nn.Tanh(),
+                          CausalConvTranspose1d(256, 4, 4, stride=2))
+    before = repr(model)
+    conv = vt.convert(model, algorithm="gemm", backend="numpy")
+    text = repr(conv)
+    assert "ConvTranspose1d(512, 256, kernel_size=(16,), stride=(8,), padding=(4,), vkconvt: device=default, " \
+           "algorithm=gemm, backend=numpy)" in text
+    assert "CausalConvTranspose1d(256, 4, kernel_size=(4,), stride=(2,), vkconvt: device=default" in text
+    assert repr(model) == before and "vkconvt" not in before                  # the original is untouched
+    assert [vt.is_converted(m) for m in conv] == [True, False, True]
+    assert not vt.is_converted(vt.ConvTranspose1d(2, 2, 3, backend="numpy"))     # the drop-in is vkconvt's own
+    assert repr(vt.restore(conv)) == before and not any(vt.is_converted(m) for m in conv)
+    assert "is_converted" in vt.__all__
+
+
 # ---------------------------------------------------------------- the drop-in module
 def test_dropin_is_a_torch_module_and_state_dict_round_trips():
     torch.manual_seed(0)
@@ -227,7 +243,7 @@ def test_dropin_is_a_torch_module_and_state_dict_round_trips():
         back.load_state_dict(m.state_dict())                           # vkconvt -> torch
         assert nmse(m(x), back(x)) <= LAYER_TOL
     assert list(m.state_dict()) == ["weight", "bias"]
-    assert "vkconvt(" in repr(m)
+    assert repr(m).endswith("padding=(1,), vkconvt: device=default, algorithm=auto, backend=numpy)")
     buf = io.BytesIO()
     torch.save(m, buf)
     loaded = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
@@ -326,6 +342,39 @@ def test_non_cpu_tensors_are_refused():
         interop.unwrap("x", x.as_subclass(_FakeCuda))
 
 
+def test_what_pytorch_refuses_is_refused():
+    """No silent casts (issue 23): integer and mixed-dtype tensors, lists and NumPy arrays given to
+    the PyTorch-facing API are refused as torch.nn.functional.conv_transpose1d refuses them."""
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 4, 5), torch.randn(4, 3, 3)
+    m = vt.convert(nn.ConvTranspose1d(4, 3, 3), backend="numpy")
+    with torch.inference_mode():
+        for bad in (x.half(), x.double(), x.bfloat16()):
+            with pytest.raises(TypeError, match=r"input \(torch.\w+\) and weight \(torch.float32\) must have the same"):
+                m(bad)
+            with pytest.raises(RuntimeError, match="expected scalar type|should be the same"):
+                nn.ConvTranspose1d(4, 3, 3)(bad)                                              # PyTorch agrees
+        with pytest.raises(TypeError, match=r"input has dtype torch.int32; vkconvt computes floating tensors"):
+            m(x.int())
+        with pytest.raises(TypeError, match=r"argument 'input' must be Tensor, not list"):
+            vt.conv_transpose1d(x.tolist(), w)
+        with pytest.raises(TypeError, match=r"argument 'weight' must be Tensor, not ndarray.*vkconvt.conv_transpose1d"):
+            vt.conv_transpose1d(x, w.numpy())
+        with pytest.raises(TypeError, match=r"weight has dtype torch.int64"):
+            vt.conv_transpose1d(x, w.long())
+        with pytest.raises(TypeError, match=r"input \(torch.float16\) and weight \(torch.float32\)"):
+            vt.conv_transpose1d(x.half(), w, backend="numpy")
+        half = vt.convert(nn.ConvTranspose1d(4, 3, 3), backend="numpy").half()
+        assert half(x.half()).dtype == torch.float16
+        with pytest.raises(TypeError, match=r"input \(torch.float32\) and weight \(torch.float16\)"):
+            half(x)
+        with pytest.raises(ValueError, match=r"C_in=5 .*x looks channels-last .*x.transpose\(-1, -2\)"):
+            m(x.transpose(1, 2))                       # (N, L, C_in)
+        # a float bias of another dtype is fine, as in PyTorch
+        y = vt.conv_transpose1d(x, w, torch.zeros(3, dtype=torch.float64), backend="numpy")
+        assert y.dtype == torch.float32 and nmse(y, F.conv_transpose1d(x, w)) <= LAYER_TOL
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_functional_dtypes(dtype):
     torch.manual_seed(0)
@@ -393,8 +442,13 @@ def _check_tensor_io(conv, layer_cls, matmul, col2im, backend):
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and nmse(y, ref) <= LAYER_TOL
     y_np = conv(x.numpy(), w.numpy(), b.numpy(), stride=2, padding=1, backend=backend)
     assert isinstance(y_np, np.ndarray) and nmse(y_np, ref) <= LAYER_TOL                  # NumPy in, NumPy out
-    assert conv(x.double(), w, b, stride=2, padding=1, backend=backend).dtype == torch.float64
-    with pytest.raises(RuntimeError, match="forward pass only"):
+    assert conv(x.double(), w.double(), b, stride=2, padding=1, backend=backend).dtype == torch.float64
+    for bad in (x.double(), x.half()):          # PyTorch refuses an input and weight of two dtypes
+        with pytest.raises(TypeError, match=r"x \(torch.float(64|16)\) and weight \(torch.float32\) must have the same"):
+            conv(bad, w, b, stride=2, padding=1, backend=backend)
+    with pytest.raises(TypeError, match=r"x has dtype torch.int32; vkconvt computes floating tensors"):
+        conv(x.int(), w.int(), backend=backend)
+    with pytest.raises(RuntimeError, match="this vkconvt function computes no gradient.*vkconvt.torch"):
         conv(x, w.clone().requires_grad_(), backend=backend)
     with pytest.raises(ValueError, match="x is on device meta"):
         conv(torch.empty(2, 4, 6, device="meta"), w, backend=backend)
@@ -419,8 +473,9 @@ def test_interop_unwrap_wrap():
     assert isinstance(back, torch.Tensor) and back.data_ptr() == t.data_ptr()    # from_numpy: no copy
     assert interop.wrap(arr, t.half()).dtype == torch.float16
     assert interop.unwrap("x", t.to(torch.bfloat16)).dtype == np.float32
-    with pytest.raises(TypeError, match="x has complex dtype"):
-        interop.unwrap("x", torch.zeros(2, dtype=torch.complex64))
+    for dtype in (torch.complex64, torch.int32, torch.int64, torch.bool, torch.uint8):
+        with pytest.raises(TypeError, match=f"x has dtype {dtype}; vkconvt computes floating tensors.*x.float"):
+            interop.unwrap("x", torch.zeros(2, dtype=dtype))
     with pytest.raises(TypeError, match="no parameter"):
         interop.tensor_io("nope")(vkconvt.matmul)
 
@@ -481,3 +536,80 @@ def test_hifigan_demo_runs(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "max |vkconvt - torch|" in out and "time per second of audio" in out and "outputs agree" in out
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_convert_warmup_records_every_layers_first_call():
+    """convert(..., warmup=x) runs the model once: the first real call at that length compiles and
+    records nothing more (one submission per converted layer)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose1d(8, 4, 4, stride=2), nn.ReLU(), nn.ConvTranspose1d(4, 2, 4, stride=2))
+    x = torch.randn(1, 8, 20)
+    conv = vt.convert(model, warmup=x)
+    dev = vkconvt.backends.get("vulkan").dev
+    before = dict(dev.counters)
+    with torch.no_grad():
+        out = conv(x)
+        ref = model(x)
+    assert dev.counters["recordings"] == before["recordings"]
+    assert dev.counters["submissions"] - before["submissions"] == 2
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_converted_weights_change_detection_by_version_counter(monkeypatch):
+    """A repeated call neither converts nor compares the weights (PyTorch's version counter says they
+    are unchanged); in-place edits, load_state_dict and weight norm's g are seen; an edit through
+    .data (not versioned) is seen after vkconvt.torch.refresh."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.ConvTranspose1d(6, 4, 5, stride=2)))
+    conv = vt.convert(model)
+    x = torch.randn(1, 6, 30)
+
+    def check():
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x), vt.restore(copy.deepcopy(conv))(x), rtol=1e-5, atol=1e-5)
+    check()
+    from vkconvt.torch import _op
+    compared = []
+    real = _op._same
+    monkeypatch.setattr(_op, "_same", lambda a, b: compared.append(0 if a is None else a.size) or real(a, b))
+    with torch.no_grad():
+        conv(x)
+    assert max(compared) < 6 * 4 * 5, "an unchanged module's weights were compared whole"     # the bias only
+    layer = conv[0]
+    with torch.no_grad():
+        layer.parametrizations.weight.original0.mul_(1.5)       # weight norm's g, in place
+    check()
+    conv.load_state_dict({k: v * 0.5 for k, v in conv.state_dict().items()})
+    check()
+    with torch.no_grad():
+        layer.bias.data.add_(3.0)                                # not versioned: needs refresh
+    vt.refresh(conv)
+    check()
+
+
+@pytest.mark.skipif(vulkan_reason() is not None, reason=f"Vulkan backend unavailable: {vulkan_reason()}")
+def test_consecutive_converted_layers_keep_activations_on_the_device():
+    """Three converted layers in a row in an nn.Sequential: the input goes up once, the result comes
+    down once; a forward hook on the middle one (something reads its output) breaks the chain there."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.ConvTranspose1d(16, 8, 4, stride=2, padding=1), nn.ConvTranspose1d(8, 8, 4, stride=2),
+                          nn.ConvTranspose1d(8, 4, 3), nn.Tanh())
+    conv = vt.convert(model)
+    x = torch.randn(1, 16, 25)
+    dev = vkconvt.backends.get("vulkan").dev
+    with torch.inference_mode():
+        ref = model(x)
+        conv(x)
+        before = dict(dev.counters)
+        out = conv(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    up = dev.counters["bytes_up"] - before["bytes_up"]
+    down = dev.counters["bytes_down"] - before["bytes_down"]
+    assert up == x.numel() * 4 and down == ref.numel() * 4, (up, down)
+    seen = []
+    conv[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-5)
+    assert seen and vt.restore(conv) is conv and "forward" not in conv.__dict__

@@ -73,7 +73,7 @@ class RepeatOp(ops.Op):
         for r0, r1 in runs(rows, g["rows"]):
             loc = RepeatLocal(r1 - r0, p.l, p.r)
             name, spec = kernels.pick("repeat_1d", choice, loc, limits.device)
-            st = Step((r0, r1), [make_dispatch(name, loc, spec, ("x", "out"))])
+            st = Step((r0, r1), [make_dispatch(name, loc, spec)])
             st.uploads = (Transfer("x", "x", ((r0, r1),), (0, p.l), p.l),)
             st.downloads = (Transfer("out", "out", ((r0, r1),), (0, lo), lo),)
             sched.steps.append(st)

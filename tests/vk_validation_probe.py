@@ -104,9 +104,9 @@ def run_hazard():
     a, b, c, bias, out = (dev.buffer(r, s, "host") for r, s in (("ha", m * k), ("hb", k * n), ("hc", m * n),
                                                                  ("hbias", 1), ("hout", 64)))
     mm = make_dispatch("matmul", MatmulLocal(1, m, n, k, k, n, n, 1, 0, 0, 0, 0),
-                       kernels.KERNELS["matmul"].defaults["cpu"], ("a", "b", "c"))
+                       kernels.KERNELS["matmul"].defaults["cpu"])
     ci = make_dispatch("col2im_1d", Col2imLocal(1, 1, 8, 16, 1, 1, 0, 23, 0, 23, 0, False),
-                       kernels.KERNELS["col2im_1d"].defaults["cpu"], ("col", "bias", "out"))
+                       kernels.KERNELS["col2im_1d"].defaults["cpu"])
     ops = []
     for d, tensors in ((mm, [a, b, c]), (ci, [c, bias, out])):
         algo = dev.algorithm(d.kernel, tensors, d.spec, d.push(), 1)

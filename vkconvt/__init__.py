@@ -10,6 +10,7 @@ from .errors import (AlgorithmUnavailable, BackendUnavailable, DeviceClosed, Dev
 from .params import ConvParams, output_length
 from .planner import ConvPlan, Plan, plan, workspace_bytes
 from .settings import set_max_workspace_bytes
+from . import tune as _tune  # noqa: F401  (registers VKCONVT_TUNE=auto's quick tune with profile)
 from .version import __version__
 from .vulkan.arrays import DeviceArray
 

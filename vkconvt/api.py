@@ -24,9 +24,9 @@ from . import activations, backends, calls, ops, planner
 from .interop import tensor_io
 from .ops.col2im_1d import Col2imParams
 from .ops.matmul import MatmulParams
-from .params import (FLOAT_BYTES, Weights, as_float32, as_int, as_stored, check_algorithm, check_conv_args,
-                     check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype, output_length,
-                     to_storage)
+from .params import (FLOAT_BYTES, Weights, as_float32, as_int, as_stored, check_algorithm, check_bias,
+                     check_conv_args, check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype,
+                     output_length, to_storage)
 from .vulkan.arrays import DeviceArray
 
 F16 = np.dtype(np.float16)
@@ -247,6 +247,16 @@ class ConvTranspose1d:
             be = backends.get("vulkan", device=plan.profile.index)
             weakref.finalize(self.weights, be.forget_owner, id(self.weights.token))
 
+    def warmup(self, lengths, batch=1, dtype=np.float32):
+        """Make the first call at each input length fast: plan it, compile its pipelines and record it
+        now, with one call on zeros per length (the driver's disk cache then keeps the compiled code
+        for later processes: Mesa's shader cache, NVIDIA's). Returns self."""
+        lengths = [lengths] if isinstance(lengths, (int, np.integer)) else list(lengths)
+        c_in = self.weights.weight.shape[0]
+        for n in lengths:
+            self(np.zeros((as_int("batch", batch, 1), c_in, as_int("lengths", n, 1)), dtype=dtype))
+        return self
+
     @tensor_io("x")
     def __call__(self, x, *, wait=True):
         request = (self.algorithm, self.backend, self.device, self.max_workspace_bytes)
@@ -360,10 +370,7 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
     if l_out <= 0:
         raise ValueError(f"output length {l_out} must be positive (L={l_in}, K={k}, stride={stride}, "
                          f"padding={padding}, dilation={dilation}, output_padding={output_padding})")
-    if bias is not None:
-        bias = as_float32("bias", bias)
-        if bias.ndim != 1 or bias.shape != (c,):
-            raise ValueError(f"bias must have shape (C,) = ({c},); got shape {bias.shape}")
+    bias = check_bias(bias, c, "C")
     p = Col2imParams(n, c, k, l_in, stride, padding, dilation, output_padding, bias is not None)
     out = _run_op("col2im_1d", p, {"col": col4, "bias": bias}, (col,), backend, device, wait,
                   FLOAT_BYTES * n * c * l_out, f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})")

@@ -1,5 +1,6 @@
 """python -m vkconvt info | demo | explain | tune | bench"""
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -127,37 +128,98 @@ def _shape(text):
         raise argparse.ArgumentTypeError(f"a shape is comma-separated integers like 1,512,86; got {text!r}")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m vkconvt", description=__doc__)
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'python -m vkconvt demo: error: ...' and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a positive number is needed, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+    return parse
+
+
+def _problem(args):
+    """What is wrong with arguments argparse cannot check alone (the Vulkan device, a backend that
+    cannot start here), in one line; None when nothing is."""
+    from . import backends
+    device, backend = getattr(args, "device", None), getattr(args, "backend", None)
+    needs_vulkan = args.cmd == "tune" or device is not None or backend == "vulkan"
+    if not needs_vulkan:
+        return None
+    reason = backends.vulkan_reason()
+    if reason is not None:
+        return f"{'--device ' + str(device) + ': ' if device is not None else ''}Vulkan is unavailable here ({reason})"
+    if device is not None and backend == "numpy":
+        return f"--device {device} needs the Vulkan backend, but --backend is numpy"
+    try:
+        backends.get("vulkan", device=device)
+    except (ValueError, TypeError, backends.BackendUnavailable) as exc:
+        return f"--device {device}: {exc}"
+    return None
+
+
+def build_parser():
+    """The argument parser and its subcommands' parsers ({name: parser})."""
+    from . import backends
+    from .params import ALGORITHMS
+    ap = _Parser(prog="python -m vkconvt", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("info", help="backends, Vulkan devices with their limits, kernels")
-    d = sub.add_parser("demo", help="run a real layer (or --model hifigan) on the default device, cross-checked")
+    subs = {"info": sub.add_parser("info", help="backends, Vulkan devices with their limits, kernels")}
+    d = subs["demo"] = sub.add_parser("demo", help="run a real layer (or --model hifigan) on the default device, "
+                                                   "cross-checked")
     d.add_argument("--model", choices=("layer", "hifigan"), default="layer",
                    help="layer: HiFi-GAN v1 ups[0] against NumPy; hifigan: the HiFi-GAN V1 generator in PyTorch "
                         "alone and converted by vkconvt.torch")
-    d.add_argument("--backend", default=None)
-    d.add_argument("--device", default=None)
-    d.add_argument("--algorithm", default="auto")
-    d.add_argument("--seconds", type=float, default=1.0, help="seconds of audio (--model hifigan)")
-    d.add_argument("--repeat", type=int, default=5)
-    e = sub.add_parser("explain", help="print the plan of a conv_transpose1d call (algorithm, kernels, chunks, bytes, why)")
+    d.add_argument("--backend", default=None, choices=backends.CHOICES)
+    d.add_argument("--device", default=None, help="Vulkan device: an index or a substring of its name")
+    d.add_argument("--algorithm", default="auto", choices=ALGORITHMS,
+                   help="the converted model's algorithm (--model hifigan; the layer demo runs all three)")
+    d.add_argument("--seconds", type=_positive(float), default=1.0, help="seconds of audio (--model hifigan)")
+    d.add_argument("--repeat", type=_positive(int), default=5)
+    e = subs["explain"] = sub.add_parser("explain", help="print the plan of a conv_transpose1d call (algorithm, "
+                                                         "kernels, chunks, bytes, why)")
     e.add_argument("--x", required=True, type=_shape, help="input shape, e.g. 1,512,86")
     e.add_argument("--w", required=True, type=_shape, help="weight shape (C_in, C_out/groups, K), e.g. 512,256,16")
     for name, default in (("stride", 1), ("padding", 0), ("output-padding", 0), ("groups", 1), ("dilation", 1)):
         e.add_argument(f"--{name}", type=int, default=default)
     e.add_argument("--bias", action="store_true")
-    e.add_argument("--algorithm", default="auto")
-    e.add_argument("--backend", default=None, help="vulkan, numpy or auto (pick the faster backend)")
-    e.add_argument("--device", default=None)
+    e.add_argument("--algorithm", default="auto", choices=ALGORITHMS)
+    e.add_argument("--backend", default=None, choices=backends.CHOICES, help="auto: pick the faster backend")
+    e.add_argument("--device", default=None, help="Vulkan device: an index or a substring of its name")
     e.add_argument("--max-workspace", default=None, help="workspace budget in bytes (suffixes K, M, G)")
-    t = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device")
-    t.add_argument("--device", default=None)
+    t = subs["tune"] = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device")
+    t.add_argument("--device", default=None, help="Vulkan device: an index or a substring of its name")
     t.add_argument("--quick", action="store_true", help="a third of the calibration set")
     t.add_argument("--out", default=None, help="write the fitted model here instead of the user cache")
-    b = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
+    b = subs["bench"] = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
     from .bench import cli as bench_cli
     bench_cli.add_arguments(b)
+    return ap, subs
+
+
+def main(argv=None):
+    ap, subs = build_parser()
     args = ap.parse_args(argv)
+    if args.cmd == "bench":
+        if args.torch_threads is not None and args.torch_threads < 1:
+            subs["bench"].error(f"--torch-threads must be >= 1, got {args.torch_threads}")
+        try:
+            if args.out:
+                os.makedirs(args.out, exist_ok=True)
+        except OSError as exc:
+            subs["bench"].error(f"--out {args.out}: {exc.strerror or exc}")
+    problem = _problem(args)
+    if problem:
+        subs[args.cmd].error(problem)
     if args.cmd == "info":
         return cmd_info(args)
     if args.cmd == "demo":
@@ -167,4 +229,5 @@ def main(argv=None):
     if args.cmd == "tune":
         from . import tune
         return tune.run(args)
+    from .bench import cli as bench_cli
     return bench_cli.run(args)

@@ -9,6 +9,9 @@ VKCONVT_CACHE_DIR       where tuning results are kept (default: $XDG_CACHE_HOME/
 VKCONVT_VULKAN_LIBRARY  path of the Vulkan loader to load (default: libvulkan.so.1)
 VKCONVT_MEMORY          "host" or "device": where the Vulkan device's buffers live (default: host on CPU and
                         integrated devices, device-local with staging on discrete GPUs)
+VKCONVT_TUNE            what the first use of a GPU with no tuning file does: "hint" (default: a one-line
+                        warning that `python -m vkconvt tune` measures it), "auto" (a quick tune, in-process,
+                        saved like `tune`'s), "off" (nothing)
 """
 import math
 import os
@@ -126,4 +129,17 @@ def memory_mode():
         return None
     if v.lower() not in MEMORY_MODES:
         raise ValueError(f"VKCONVT_MEMORY must be one of {', '.join(MEMORY_MODES)}, got {v!r}")
+    return v.lower()
+
+
+TUNE_MODES = ("hint", "auto", "off")
+
+
+def tune_mode():
+    """VKCONVT_TUNE, checked: "hint" (the default), "auto" or "off"."""
+    v = _get("VKCONVT_TUNE")
+    if v is None:
+        return "hint"
+    if v.lower() not in TUNE_MODES:
+        raise ValueError(f"VKCONVT_TUNE must be one of {', '.join(TUNE_MODES)}, got {v!r}")
     return v.lower()

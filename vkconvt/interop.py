@@ -11,13 +11,19 @@ caller imported it) and the value is a torch.Tensor. `import vkconvt` therefore 
 
 Refused, with errors that name the parameter:
   * a tensor not on the CPU (ValueError: "x is on device cuda:0; vkconvt takes CPU tensors ...");
-  * a tensor that requires grad while grad mode is enabled (RuntimeError): vkconvt computes the
-    forward pass only, and a result without a gradient would be silently wrong for training;
+  * a tensor that requires grad while grad mode is enabled (RuntimeError): these NumPy-based functions
+    carry no gradient, and a result without one would be silently wrong for training (vkconvt.torch
+    carries gradients: check_tensor(..., autograd=True));
+  * a tensor that is not floating point (integer, bool, complex: TypeError), and x and weight
+    tensors (a and b for matmul) of different dtypes (TypeError), as PyTorch refuses them;
   * a PyTorch device given as device= (ValueError): device= names the Vulkan device.
 
 vkconvt/api.py wraps every public entry point with tensor_io (conv_transpose1d, matmul,
 col2im_1d, ConvTranspose1d.__init__ and __call__); each wrapped function carries the attribute
-__vkconvt_tensor_io__ = True, which the tests check on all of them.
+__vkconvt_tensor_io__ = True, which the tests check on all of them. Being the first code to see
+the caller's own x and weight, tensor_io also refuses a NumPy float16 with another dtype there
+(params.check_half_pair), before api.py stores the weights in x's storage type, unless the call
+says how to store them (storage=...; tensors: the same-dtype rule above).
 """
 import functools
 import inspect
@@ -25,7 +31,12 @@ import sys
 
 import numpy as np
 
-__all__ = ["is_tensor", "unwrap", "wrap", "TensorIO", "tensor_io", "check_vulkan_device"]
+from .params import check_half_pair
+
+__all__ = ["is_tensor", "check_tensor", "check_same_dtype", "unwrap", "as_numpy", "wrap", "TensorIO", "tensor_io",
+           "check_vulkan_device"]
+# arguments whose tensors must share one dtype (PyTorch: "expected scalar type Half but found Float")
+SAME_DTYPE = (("x", "weight"), ("a", "b"))
 
 
 def _torch():
@@ -43,26 +54,47 @@ def inference_hint(name):
             f"or pass {name}.detach()")
 
 
+def check_tensor(name, value, autograd=False):
+    """Refuse a tensor vkconvt cannot take (see the module doc); fake tensors (torch.compile,
+    torch.export) are checked the same way. autograd: the caller carries gradients (vkconvt.torch),
+    so a tensor that requires grad is fine."""
+    torch = _torch()
+    if value.device.type != "cpu":
+        raise ValueError(f"{name} is on device {value.device}; vkconvt takes CPU tensors (call "
+                         f"{name}.cpu()): it copies them to the Vulkan device itself")
+    if value.requires_grad and torch.is_grad_enabled() and not autograd:
+        raise RuntimeError(f"{name} requires grad and grad mode is enabled, but this vkconvt function computes no "
+                           f"gradient (vkconvt.torch's modules and conv_transpose1d do); {inference_hint(name)}")
+    if value.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {value.layout}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} has dtype {value.dtype}; vkconvt computes floating tensors (float16, bfloat16, "
+                        f"float32, float64) and, like PyTorch, does not convert others: pass {name}.float()")
+
+
+def check_same_dtype(first, a, second, b):
+    """Two tensors of one op that PyTorch requires to share a dtype."""
+    if is_tensor(a) and is_tensor(b) and a.dtype != b.dtype:
+        raise TypeError(f"{first} ({a.dtype}) and {second} ({b.dtype}) must have the same dtype, as PyTorch's own op "
+                        f"requires: convert one, e.g. {second}.to({first}.dtype)")
+
+
 def unwrap(name, value):
     """A value vkconvt's NumPy API takes: a CPU tensor becomes a NumPy array (sharing memory when
     it is float32); anything else is returned unchanged."""
     if not is_tensor(value):
         return value
+    check_tensor(name, value)
+    return as_numpy(value)
+
+
+def as_numpy(value):
+    """A checked tensor as a NumPy array (float32, or float16 for float16: conv_transpose1d stores it
+    as halves and returns float16), sharing memory where it can."""
     torch = _torch()
-    if value.device.type != "cpu":
-        raise ValueError(f"{name} is on device {value.device}; vkconvt takes CPU tensors (call "
-                         f"{name}.cpu()): it copies them to the Vulkan device itself")
-    if value.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{name} requires grad and grad mode is enabled, but vkconvt computes the forward "
-                           f"pass only (no gradient); {inference_hint(name)}")
-    if value.layout != torch.strided:
-        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {value.layout}")
-    if value.is_complex():
-        raise TypeError(f"{name} has complex dtype {value.dtype}; vkconvt computes real float32")
     value = value.detach()
-    if value.is_floating_point() and value.dtype not in (torch.float32, torch.float16):
+    if value.dtype not in (torch.float32, torch.float16):
         value = value.float()   # bfloat16 (no NumPy dtype), float64: vkconvt computes in float32
-    # float16 stays float16: conv_transpose1d stores it as halves and returns float16
     return value.resolve_neg().resolve_conj().numpy()
 
 
@@ -132,13 +164,23 @@ def tensor_io(*names, wrap_result=True):
         if missing:
             raise TypeError(f"tensor_io: {fn.__qualname__} has no parameter(s) {', '.join(missing)}")
 
+        order = list(sig.parameters)
+        half_pair = (order.index("x"), order.index("weight")) if {"x", "weight"} <= set(names) else None
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             torch = _torch()
             # torch not loaded, or no tensor among the arguments: nothing to do (the fast path)
             if torch is None or not any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values())):
+                if half_pair is not None and kwargs.get("storage") is None:   # as the caller gave them
+                    ix, iw = half_pair
+                    check_half_pair(args[ix] if len(args) > ix else kwargs.get("x"),
+                                    args[iw] if len(args) > iw else kwargs.get("weight"))
                 return fn(*args, **kwargs)
             bound = sig.bind(*args, **kwargs)
+            for first, second in SAME_DTYPE:
+                if first in bound.arguments and second in bound.arguments:
+                    check_same_dtype(first, bound.arguments[first], second, bound.arguments[second])
             io = TensorIO()
             for name in names:
                 if name in bound.arguments:

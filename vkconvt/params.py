@@ -30,9 +30,25 @@ def as_int(name, value, minimum=None):
     return value
 
 
-def as_float32(name, value):
-    """np.asarray(value) as contiguous float32; non-numeric dtypes are a TypeError."""
-    out = np.asarray(_numeric(name, value), dtype=np.float32)        # keeps a 0-d value 0-d (ascontiguousarray would not)
+def _checked(name, value, floating=False):
+    """np.asarray(value), refused (TypeError) unless real numeric; integer and bool values refused
+    too when floating (conv_transpose1d's arrays: PyTorch refuses them too)."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+    if floating and arr.dtype.kind != "f":
+        what = f"dtype {arr.dtype}" if hasattr(value, "dtype") else f"a {type(value).__name__} of {arr.dtype} values"
+        raise TypeError(f"{name} must be floating point (float16, float32 or float64), got {what}; like PyTorch's "
+                        f"conv_transpose1d, vkconvt does not convert it: pass np.asarray({name}, dtype=np.float32)")
+    return arr
+
+
+def as_float32(name, value, floating=False):
+    """np.asarray(value) as contiguous float32 (checked as _checked says)."""
+    out = np.asarray(_checked(name, value, floating), dtype=np.float32)   # keeps a 0-d value 0-d
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
@@ -55,25 +71,17 @@ def input_dtype(value):
     return np.dtype(np.float16) if dt is not None and np.dtype(dt) == np.float16 else np.dtype(np.float32)
 
 
-def as_stored(name, value, storage):
+def as_stored(name, value, storage, floating=False):
     """value as a contiguous array of what `storage` holds: float64 for float64 storage; float16
-    for float16 storage (float16 values kept, others rounded once); float32 otherwise."""
+    for float16 storage (float16 values kept, others rounded once); float32 otherwise (checked as
+    _checked says)."""
     if storage == "float64":
-        return np.ascontiguousarray(as_float32(name, value) if input_dtype(value) == np.float16 else
-                                    _numeric(name, value), dtype=np.float64)
-    if storage == "float16" and input_dtype(value) == np.float16:
-        return np.ascontiguousarray(np.asarray(value))
-    return np.ascontiguousarray(to_storage(as_float32(name, value), storage))
-
-
-def _numeric(name, value):
-    try:
+        arr = np.asarray(_checked(name, value, floating), dtype=np.float64)
+    elif storage == "float16" and input_dtype(value) == np.float16:
         arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be array-like of numbers, got {type(value).__name__}: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
-    return arr
+    else:
+        arr = to_storage(as_float32(name, value, floating), storage)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)     # a 0-d value stays 0-d
 
 
 def to_storage(arr, storage):
@@ -254,8 +262,11 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
         if 0 in value:
             raise ValueError(f"{name} has an empty dimension: shape {value}")
     if w_shape[0] != c_in:
+        hint = ("; x looks channels-last (..., L, C_in): transpose its last two axes to (N, C_in, L) "
+                "(NumPy: x.swapaxes(-1, -2); PyTorch: x.transpose(-1, -2))"
+                if x_shape[-1] == w_shape[0] != x_shape[-2] else "")
         raise ValueError(f"weight.shape[0] must equal the input channels C_in={c_in} of x (shape {x_shape}); "
-                         f"got weight shape {w_shape}")
+                         f"got weight shape {w_shape}{hint}")
     if c_in % groups:
         raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
     c_out, k = w_shape[1] * groups, w_shape[2]
@@ -267,34 +278,51 @@ def params_from_shapes(x_shape, w_shape, stride=1, padding=0, output_padding=0, 
     return p, batched
 
 
+def check_bias(bias, channels, what="C_out", floating=False, storage=None):
+    """bias as a float32 (channels,) array (float64 for float64 storage), or None; ValueError naming
+    its shape otherwise (floating: integer and bool values refused, as for conv_transpose1d)."""
+    if bias is None:
+        return None
+    bias = as_stored("bias", bias, "float64" if storage == "float64" else "float32", floating)
+    if bias.ndim != 1 or bias.shape != (channels,):
+        raise ValueError(f"bias must have shape ({what},) = ({channels},); got shape {bias.shape}")
+    return bias
+
+
 def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Validate a layer's weight, bias and hyper-parameters without an input (any input long enough
     for a positive output length will do). Returns (weight, bias) as float32 contiguous arrays."""
-    weight = as_float32("weight", weight)
+    weight = as_float32("weight", weight, floating=True)
     if weight.ndim != 3:
         raise ValueError(f"weight must have shape (C_in, C_out/groups, K); got shape {weight.shape}")
     stride_ = as_int("stride", stride, 1)
     long_enough = max(1, 2 * as_int("padding", padding, 0) // stride_ + 2)
     p, _ = params_from_shapes((weight.shape[0], long_enough), weight.shape, stride, padding, output_padding,
                               groups, dilation, bias is not None)
-    if bias is not None:
-        bias = as_float32("bias", bias)
-        if bias.ndim != 1 or bias.shape != (p.c_out,):
-            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
-    return weight, bias
+    return weight, check_bias(bias, p.c_out, floating=True)
+
+
+def check_half_pair(x, weight, storage=None):
+    """float16 with another dtype is refused, as PyTorch refuses it (x and weight as the caller
+    gave them, when the call does not say how to store them): a float16 x needs float16 weights
+    and the other way round. Weights stored as halves (storage='float16') take a float32 x."""
+    x_half, w_half = input_dtype(x) == np.float16, input_dtype(weight) == np.float16
+    if x_half != w_half and (x_half or storage != "float16"):
+        xd, wd = (np.dtype(getattr(v, "dtype", np.float64)) for v in (x, weight))
+        raise TypeError(f"x has dtype {xd} and weight has dtype {wd}: their dtypes must match (PyTorch's "
+                        f"conv_transpose1d refuses this pair too); convert one of them, or keep float32 arrays and "
+                        f"pass storage='float16' to store halves")
 
 
 def check_conv_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                     storage="float32"):
     """Validate a conv_transpose1d call. Returns (x, weight, bias, params, batched) with contiguous
     arrays (x and weight float16 for float16 storage, float64 for float64, else float32) and x always 3-D."""
-    x, weight = as_stored("x", x, storage), as_stored("weight", weight, storage)
+    check_half_pair(x, weight, storage)
+    x, weight = as_stored("x", x, storage, True), as_stored("weight", weight, storage, True)
     p, batched = params_from_shapes(x.shape, weight.shape, stride, padding, output_padding, groups,
                                     dilation, bias is not None)
-    if bias is not None:
-        bias = as_stored("bias", bias, "float64" if storage == "float64" else "float32")
-        if bias.ndim != 1 or bias.shape != (p.c_out,):
-            raise ValueError(f"bias must have shape (C_out,) = ({p.c_out},); got shape {bias.shape}")
+    bias = check_bias(bias, p.c_out, floating=True, storage=storage)
     if not batched:
         x = x[None]
     return x, weight, bias, p, batched

@@ -6,10 +6,19 @@ once per device, driver and tuning file (`load`, keyed by those values), and set
 (settings.py) make a new profile value (`current`), so every cache keyed on a profile is right
 without invalidation. `for_limits` makes a profile for a device that is not here (a table of
 published limits, RADV's null device): the planner and spec choice run on it without a device.
+
+The first use of a GPU (device class "gpu") that has no tuning file (VKCONVT_TUNE, env.py): a
+one-line `TuneHint` warning that `python -m vkconvt tune` measures it, or with VKCONVT_TUNE=auto a
+quick tune there and then (saved like `tune`'s); once per device, driver and vkconvt version and
+process. A failing automatic tune is reported and the shipped defaults are used: it never fails a call.
 """
+import contextlib
+import contextvars
 import dataclasses
 import os
 import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,7 +26,12 @@ from . import costmodel, env, kernels, settings
 from .kernels import device_class
 from .schedule import Limits
 
-__all__ = ["DeviceProfile", "current", "load", "for_limits", "device_class", "epoch"]
+__all__ = ["DeviceProfile", "current", "load", "for_limits", "device_class", "epoch", "TuneHint", "tuning",
+           "register_auto_tune"]
+
+
+class TuneHint(UserWarning):
+    """The first use of a GPU with no tuning file: what `tune` would measure, or what VKCONVT_TUNE=auto did."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,9 @@ def make_choice(device_class, kernel_device, tuned):
 _loaded = {}
 _lock = threading.Lock()
 _epoch = [0]
+_unused = set()            # keys of profiles no call has planned with yet (first_use pending)
+_first_use_done = set()    # tuning-file paths (device, driver, version) hinted or auto-tuned in this process
+_tuning = contextvars.ContextVar("vkconvt_tuning", default=False)
 
 
 def epoch():
@@ -106,10 +123,12 @@ def epoch():
     return _epoch[0]
 
 
-def load(info):
+def load(info, first_use=False):
     """The profile of a present device (a vulkan.vkinfo.DeviceInfo): its limits, the tuned kernel
     choice and cost model where `tune` stored them for this device, driver and version, else the
-    shipped defaults. Cached per device and tuning file (its path, size and modification time)."""
+    shipped defaults. Cached per device and tuning file (its path, size and modification time).
+    first_use: a call is about to plan with it (current()): an untuned GPU's first use is handled
+    (`first_use`): a hint, or the automatic tune whose profile is returned instead."""
     path = costmodel.cache_path(info)
     try:
         st = os.stat(path)
@@ -120,6 +139,9 @@ def load(info):
     with _lock:
         prof = _loaded.get(key)
     if prof is not None:
+        if first_use and _unused and key in _unused:
+            _unused.discard(key)
+            return on_first_use(info, prof)
         return prof
     data, src = costmodel.load(info, stamp)
     cls = device_class(info)
@@ -133,13 +155,79 @@ def load(info):
         if key not in _loaded:
             _loaded[key] = prof
             _epoch[0] += 1
+            if not prof.tuned and cls == "gpu":
+                _unused.add(key)
         prof = _loaded[key]
+    if first_use and key in _unused:
+        _unused.discard(key)
+        return on_first_use(info, prof)
     return prof
 
 
+@contextlib.contextmanager
+def tuning():
+    """Within the block (tune measuring a device), using an untuned device neither hints nor tunes."""
+    token = _tuning.set(True)
+    try:
+        yield
+    finally:
+        _tuning.reset(token)
+
+
+def on_first_use(info, prof):
+    """A call's first use in this process of `prof`, the profile of a GPU with no tuning file: per
+    VKCONVT_TUNE, a one-line hint ("hint", the default), nothing ("off"), or a quick tune now ("auto";
+    the tuned profile is returned). A failing tune is reported and `prof` (the shipped defaults) kept."""
+    if _tuning.get():
+        return prof
+    mode = env.tune_mode()
+    path = costmodel.cache_path(info)
+    with _lock:
+        if mode == "off" or path in _first_use_done:
+            return prof
+        _first_use_done.add(path)
+    if mode == "hint":
+        warnings.warn(f"vkconvt: {info.name} has no tuning file, so its plans use the shipped GPU defaults; "
+                      "`python -m vkconvt tune` measures this device (about a minute; VKCONVT_TUNE=auto "
+                      "tunes on first use, VKCONVT_TUNE=off silences this)", TuneHint, stacklevel=2)
+        return prof
+    start = time.perf_counter()
+    warnings.warn(f"vkconvt: VKCONVT_TUNE=auto: {info.name} has no tuning file; running a quick tune now "
+                  f"(about a minute), to be saved in {path}", TuneHint, stacklevel=2)
+    try:
+        auto_tune(info, path)
+        tuned = load(info)
+        if not tuned.tuned:
+            raise RuntimeError(f"the tuning file {path} it saved was not taken")
+    except Exception as exc:  # a failing tune never fails the call
+        warnings.warn(f"vkconvt: VKCONVT_TUNE=auto: the tune of {info.name} failed ({type(exc).__name__}: "
+                      f"{exc}); going on with the shipped defaults", TuneHint, stacklevel=2)
+        return prof
+    warnings.warn(f"vkconvt: VKCONVT_TUNE=auto: tuned {info.name} in {time.perf_counter() - start:.0f} s; "
+                  f"this and later processes plan with {path}", TuneHint, stacklevel=2)
+    return tuned
+
+
+_auto_tuner = []     # tune.py registers its quick tune here: this layer sits below tune and cannot import it
+
+
+def register_auto_tune(fn):
+    """fn(info, path): measure device `info` quickly and save its tuning file at path (tune.auto)."""
+    _auto_tuner[:] = [fn]
+
+
+def auto_tune(info, path):
+    """The registered quick tune of `info`, saved at `path`, run in a fresh context (the caller's
+    settings overrides do not steer the measurement)."""
+    if not _auto_tuner:
+        raise RuntimeError("no automatic tune is registered (vkconvt.tune was not imported)")
+    contextvars.Context().run(_auto_tuner[0], info, path)
+
+
 def current(info):
-    """The profile of device `info` with the settings overrides in force (VKCONVT_MEMORY too)."""
-    prof = load(info).with_settings(settings.current())
+    """The profile of device `info` with the settings overrides in force (VKCONVT_MEMORY too); the
+    first call to use an untuned GPU's profile gets a hint or an automatic tune (on_first_use)."""
+    prof = load(info, first_use=True).with_settings(settings.current())
     memory = settings.get("memory") or env.memory_mode()
     return dataclasses.replace(prof, memory=memory) if memory and memory != prof.memory else prof
 

@@ -119,15 +119,20 @@ class Dispatch:
     fields: dict = field(compare=False)
     spec: tuple
     local: object
-    binds: Tuple[str, ...] = ()
+    binds: Tuple[str, ...] = ()          # the schedule's buffer role bound to each kernel binding, in order
 
     def push(self):
         return kernels.pack(self.kernel, **self.fields, grid_x=self.grid[0], grid_y=self.grid[1], grid_z=self.grid[2])
 
 
-def make_dispatch(name, local, spec, binds):
-    grid, fields = kernels.KERNELS[name].setup(local, spec)
-    return Dispatch(name, tuple(int(g) for g in grid), fields, spec, local, tuple(binds))
+def make_dispatch(name, local, spec, binds=None):
+    """A dispatch of kernel `name` on a piece-local problem. binds: {kernel binding name: schedule
+    buffer role} where they differ (the kernel table's `bindings` give the order), e.g. the gemm
+    path's matmul reads the weights as its A: {"a": "w", "b": "x", "c": "col"}."""
+    kern = kernels.KERNELS[name]
+    grid, fields = kern.setup(local, spec)
+    roles = tuple((binds or {}).get(b, b) for b, _ in kern.bindings)
+    return Dispatch(name, tuple(int(g) for g in grid), fields, spec, local, roles)
 
 
 @dataclass

@@ -1,37 +1,43 @@
-"""Autograd through vkconvt's transposed convolution: a torch.autograd.Function whose forward and
-backward both run on vkconvt (vkconvt.conv_transpose1d and vkconvt.conv_transpose1d_backward).
+"""Autograd through vkconvt's transposed convolution: the backward formula of the PyTorch op
+vkconvt::conv_transpose1d (vkconvt/torch/_op.py registers it with torch.library's
+register_autograd), computed on vkconvt by vkconvt.conv_transpose1d_backward inside a second
+registered op, vkconvt::conv_transpose1d_backward, with a fake implementation of its own, so that
+torch.compile (AOT autograd) traces training graphs as it traces inference ones.
 
-    y = conv_transpose1d(input, weight, bias, hyper, config)     # differentiable in input, weight, bias
+    setup_context(ctx, hyper, config, input, weight, bias)   saves what the backward needs
+    backward(ctx, grad_out)              -> (grad_input, grad_weight, grad_bias) tensors
+    output_activation(z, ...)            an output activation in PyTorch ops (differentiable)
 
-vkconvt.torch calls this when grad mode is on and a tensor requires grad (needs_grad); otherwise
-it keeps its plain forward. The chain rule of the fused activations:
-  * input_activation (leaky ReLU on x as the kernels load it) stays fused: the backward multiplies
-    grad_input by its derivative (1 for x > 0, else the slope, as PyTorch's leaky_relu_backward)
-    and computes grad_weight from the activated x;
-  * an output activation is applied by PyTorch to the Function's result (torch ops, so PyTorch's
-    autograd differentiates it); only a module that trains pays for that unfused pass.
+The chain rule of the fused activations:
+  * input_activation (leaky ReLU on x as the kernels load it) stays fused in the op: the backward
+    multiplies grad_input by its derivative (1 for x > 0, else the slope, as PyTorch's
+    leaky_relu_backward) and computes grad_weight from the activated x;
+  * an output activation has no gradient inside the op (its derivative needs the values before
+    it): vkconvt.torch calls the op without it where grad is needed and applies it with
+    output_activation, so PyTorch's autograd differentiates it; the op called directly with an
+    output activation under autograd refuses clearly.
 Weight norm and other parametrizations need nothing here: the module's weight is the
 parametrization's output, and PyTorch's autograd carries its gradient on to the parameters.
 
 Dtypes: float32 and float16 (float16 storage) as the forward; float64 computes exactly on the
 NumPy backend (storage='float64': what torch.autograd.gradcheck needs), else in float32 with the
 gradients cast back; bfloat16 computes in float32. Double backward (create_graph=True) is refused
-with a clear error. Tensors must be on the CPU (vkconvt copies them to the Vulkan device itself);
-a model moved to CUDA or the meta device gets an error saying so.
-
-backward_arrays() is the backward alone (NumPy in, NumPy out), for an op registered with
-torch.library (register_autograd) as well as for the Function here.
+with a clear error.
 """
+from typing import List, Optional, Tuple
+
 import numpy as np
 import torch
+from torch import Tensor
 
 import vkconvt
 
 from . import activations, backends
 
-__all__ = ["needs_grad", "conv_transpose1d", "backward_arrays"]
-OUT_ACT = ("activation", "negative_slope", "alpha", "beta", "alpha_logscale")
-ACT_DEFAULTS = dict(activation=None, negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False)
+__all__ = ["needs_grad", "storage_of", "setup_context", "backward", "output_activation",
+           "conv_transpose1d_backward"]
+BACKWARD_OPTIONS = ("algorithm", "backend", "device", "max_workspace_bytes", "input_activation",
+                    "input_negative_slope")
 
 
 def needs_grad(*tensors):
@@ -39,18 +45,11 @@ def needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _check_device(name, t):
-    if t is not None and t.device.type != "cpu":
-        what = "meta tensors hold no data to compute with" if t.device.type == "meta" else \
-            "vkconvt takes CPU tensors and copies them to the Vulkan device itself"
-        raise ValueError(f"{name} is on device {t.device}: {what}. A module converted by vkconvt.torch computes on "
-                         f"the Vulkan device from CPU tensors: keep the model on the CPU (model.cpu()), or "
-                         f"vkconvt.torch.restore(model) to compute with PyTorch on {t.device}")
-
-
-def _storage(dtype, backend):
-    """(storage, NumPy dtype computed with): float16 and float32 as the forward; float64 exactly on
-    the NumPy backend, else float32 (as vkconvt.torch's forward)."""
+def storage_of(dtype, backend, storage=None):
+    """(storage, torch dtype computed with) for tensors of `dtype`: float16 and float32 as the forward;
+    float64 exactly on the NumPy backend (float64 storage), else float32."""
+    if storage is not None:
+        return storage, {"float16": torch.float16, "float64": torch.float64}.get(storage, torch.float32)
     if dtype == torch.float16:
         return "float16", torch.float16
     if dtype == torch.float64 and backends.resolve_name(backend) == "numpy":
@@ -58,82 +57,87 @@ def _storage(dtype, backend):
     return "float32", torch.float32
 
 
-def _array(t, dtype):
+def array(t, dtype):
+    """A tensor as a contiguous NumPy array of `dtype` (None stays None)."""
     return None if t is None else t.detach().to(dtype).contiguous().numpy()
 
 
-class _ConvTranspose1d(torch.autograd.Function):
-    """conv_transpose1d(input_activation(x), weight, bias) on vkconvt, forward and backward."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, hyper, config, kept):
-        storage, dt = _storage(x.dtype, config.get("backend"))
-        xn, wn, bn = _array(x, dt), _array(weight, dt), _array(bias, torch.float64 if dt == torch.float64 else
-                                                                torch.float32)
-        if kept is not None and storage != "float64":
-            y = kept(weight, bias)(xn)          # the module's layer: its weights kept on the device
-        else:
-            y = vkconvt.conv_transpose1d(xn, wn, bn, **hyper, **config, storage=storage)
-        ctx.save_for_backward(x, weight)
-        ctx.hyper, ctx.config, ctx.has_bias = hyper, config, bias is not None
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        return torch.from_numpy(np.asarray(y)).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        if torch.is_grad_enabled():
-            raise RuntimeError("vkconvt: double backward (create_graph=True) through a layer computed by vkconvt is "
-                               "not supported; compute higher-order gradients with PyTorch's own layer "
-                               "(vkconvt.torch.restore(model))")
-        x, weight = ctx.saved_tensors
-        mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
-        gx, gw, gb = backward_arrays(grad_out, x, weight, ctx.hyper, ctx.config, mask)
-        return (None if gx is None else gx.to(x.dtype), None if gw is None else gw.to(weight.dtype),
-                None if gb is None else gb.to(ctx.bias_dtype), None, None, None)
+def setup_context(ctx, hyper, config, input, weight, bias):
+    """What the backward needs: the input and weight, the hyper-parameters (stride, padding,
+    output_padding, groups, dilation) and the op's vkconvt options (a dict)."""
+    if config.get("activation") is not None:
+        raise RuntimeError(f"vkconvt::conv_transpose1d with the fused output activation {config['activation']!r} has no "
+                           "gradient (its derivative needs the values before it): call it without the activation and "
+                           "apply that in PyTorch (vkconvt.torch's modules do so when grad is needed)")
+    ctx.save_for_backward(input, weight)
+    ctx.hyper = hyper
+    ctx.config = {k: config[k] for k in BACKWARD_OPTIONS if k in config}
+    ctx.storage = config.get("storage")
+    ctx.has_bias, ctx.bias_dtype = bias is not None, None if bias is None else bias.dtype
 
 
-def backward_arrays(grad_out, x, weight, hyper, config, mask):
-    """(grad_input, grad_weight, grad_bias) as tensors (None where mask says no), computed by
-    vkconvt.conv_transpose1d_backward from grad_out, the saved input and weight, the
-    hyper-parameters (stride, padding, output_padding, groups, dilation) and the vkconvt options
-    (algorithm, backend, device, max_workspace_bytes, input_activation, input_negative_slope)."""
-    storage, dt = _storage(x.dtype, config.get("backend"))
-    opts = {k: config[k] for k in ("algorithm", "backend", "device", "max_workspace_bytes", "input_activation",
-                                   "input_negative_slope") if k in config}
-    out = vkconvt.conv_transpose1d_backward(_array(grad_out, dt), _array(x, dt), _array(weight, dt), **hyper,
-                                            output_mask=tuple(bool(m) for m in mask), storage=storage, **opts)
-    return tuple(None if g is None else torch.from_numpy(np.asarray(g)) for g in out)
+def backward(ctx, grad_out):
+    """(grad_input, grad_weight, grad_bias) of the op, each None where autograd does not ask."""
+    if torch.is_grad_enabled() and not _tracing():
+        raise RuntimeError("vkconvt: double backward (create_graph=True) through a layer computed by vkconvt is "
+                           "not supported; compute higher-order gradients with PyTorch's own layer "
+                           "(vkconvt.torch.restore(model))")
+    x, weight = ctx.saved_tensors
+    mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[2] and ctx.has_bias)]
+    cfg = ctx.config
+    device = cfg.get("device")
+    grads = torch.ops.vkconvt.conv_transpose1d_backward(
+        grad_out, x, weight, *ctx.hyper.values(), mask, cfg.get("algorithm", "auto"), cfg.get("backend"),
+        None if device is None else str(device), cfg.get("max_workspace_bytes"), ctx.storage,
+        cfg.get("input_activation"), float(cfg.get("input_negative_slope", 0.01)))
+    return tuple(g.to(dtype) if m else None for g, m, dtype in zip(grads, mask, (x.dtype, weight.dtype, ctx.bias_dtype)))
 
 
-def _output_activation(z, act):
-    """The output activation in PyTorch ops (PyTorch's autograd differentiates it); the same
-    definitions as vkconvt/activations.py."""
-    name = act["activation"]
-    if name is None:
+def _tracing():
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(compiling and compiling())
+
+
+@torch.library.custom_op("vkconvt::conv_transpose1d_backward", mutates_args=())
+def conv_transpose1d_backward(grad_out: Tensor, input: Tensor, weight: Tensor, stride: int, padding: int,
+                              output_padding: int, groups: int, dilation: int, output_mask: List[bool],
+                              algorithm: str, backend: Optional[str], device: Optional[str],
+                              max_workspace_bytes: Optional[int], storage: Optional[str],
+                              input_activation: Optional[str], input_negative_slope: float
+                              ) -> Tuple[Tensor, Tensor, Tensor]:
+    """vkconvt.conv_transpose1d_backward as a PyTorch op: (grad_input, grad_weight, grad_bias), each
+    empty where output_mask says no (an op returns tensors only)."""
+    storage, dt = storage_of(input.dtype, backend, storage)
+    if device is not None and device.strip().isdigit():
+        device = int(device)
+    grads = vkconvt.conv_transpose1d_backward(
+        array(grad_out, dt), array(input, dt), array(weight, dt), stride, padding, output_padding, groups, dilation,
+        output_mask=tuple(output_mask), storage=storage, algorithm=algorithm, backend=backend, device=device,
+        max_workspace_bytes=max_workspace_bytes, input_activation=input_activation,
+        input_negative_slope=input_negative_slope)
+    return tuple(torch.empty(0, dtype=dtype) if g is None else torch.from_numpy(np.asarray(g)).to(dtype)
+                 for g, dtype in zip(grads, (input.dtype, weight.dtype, input.dtype)))
+
+
+@conv_transpose1d_backward.register_fake
+def _fake(grad_out, input, weight, stride, padding, output_padding, groups, dilation, output_mask, *options):
+    shapes = (input.shape, weight.shape, (grad_out.shape[-2],))
+    return tuple(input.new_empty(shape if m else (0,), dtype=t.dtype)
+                 for shape, m, t in zip(shapes, output_mask, (input, weight, input)))
+
+
+def output_activation(z, activation, negative_slope=0.01, alpha=None, beta=None, alpha_logscale=False):
+    """The output activation in PyTorch ops, with vkconvt/activations.py's definitions (snakes:
+    alpha and beta per channel, as float32 arrays or tensors)."""
+    if activation is None:
         return z
-    if name == "relu":
+    if activation == "relu":
         return torch.relu(z)
-    if name == "leaky_relu":
-        return torch.nn.functional.leaky_relu(z, float(np.float32(act["negative_slope"])))
-    if name == "tanh":
+    if activation == "leaky_relu":
+        return torch.nn.functional.leaky_relu(z, float(np.float32(negative_slope)))
+    if activation == "tanh":
         return torch.tanh(z)
-    alpha = None if act["alpha"] is None else np.asarray(act["alpha"])
-    beta = None if act["beta"] is None else np.asarray(act["beta"])
-    _, params = activations.check(z.shape[-2], name, act["negative_slope"], alpha, beta, act["alpha_logscale"])
+    arr = [None if v is None else np.asarray(v.detach() if isinstance(v, torch.Tensor) else v) for v in (alpha, beta)]
+    _, params = activations.check(z.shape[-2], activation, negative_slope, arr[0], arr[1], alpha_logscale)
     a, inv = (torch.from_numpy(v).to(z.dtype).reshape(-1, 1) for v in params)
     return z + torch.sin(a * z) ** 2 * inv
-
-
-def conv_transpose1d(input, weight, bias, hyper, config, kept=None):
-    """torch.nn.functional.conv_transpose1d(input, weight, bias, **hyper) with vkconvt's options
-    `config` (vkconvt.conv_transpose1d's keywords; fused activations included), differentiable.
-    kept: (weight, bias) -> the module's vkconvt layer, used for the forward when no output
-    activation has to stay unfused."""
-    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
-        _check_device(name, t)
-    if not input.is_floating_point():
-        raise TypeError(f"input has dtype {input.dtype}; vkconvt computes floating tensors (pass input.float())")
-    act = {k: config.get(k, ACT_DEFAULTS[k]) for k in OUT_ACT}
-    conv_config = {k: v for k, v in config.items() if k not in OUT_ACT}
-    z = _ConvTranspose1d.apply(input, weight, bias, dict(hyper), conv_config, None if act["activation"] else kept)
-    return _output_activation(z, act)

@@ -16,6 +16,7 @@ file makes a new device profile; nothing live is changed). About a minute on lav
 run also compiles the pipelines, which Mesa then caches); --quick: only the kernels' default specs
 and a third of the calibration set.
 """
+import logging
 import os
 import platform
 import sys
@@ -225,7 +226,28 @@ def writable(path, need_bytes=1 << 20):
     return None
 
 
+def auto(info, path):
+    """VKCONVT_TUNE=auto's tune (profile.on_first_use): `tune --quick` on device `info`, saved at
+    `path`; its progress goes to the vkconvt.tune logger."""
+    why = writable(path)
+    if why:
+        raise OSError(f"{why} (set VKCONVT_CACHE_DIR to a writable folder)")
+    log = logging.getLogger("vkconvt.tune").info
+    with profile.tuning():
+        choice = choose_kernels(info.index, quick=True, log=log)
+        data = calibrate(info.index, QUICK, choice, log=log)
+    costmodel.save(info, data, path)
+
+
+profile.register_auto_tune(auto)
+
+
 def run(args):
+    with profile.tuning():      # measuring: no first-use hint, no automatic tune meanwhile
+        return _run(args)
+
+
+def _run(args):
     be = backends.get("vulkan", device=args.device)
     target = args.out or costmodel.cache_path(be.device)
     why = writable(target)

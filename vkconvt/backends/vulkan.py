@@ -31,7 +31,45 @@ def unavailable_reason():
     if not devices:
         return "the Vulkan loader reports no device (Debian: apt-get install mesa-vulkan-drivers)"
     problems = shaders.problems()
-    return "; ".join(problems) if problems else None
+    if problems:
+        return "; ".join(problems)
+    return kp_round_trip(kp, devmod, devices)
+
+
+def kp_round_trip(kp, devmod, devices):
+    """None when kp hands NumPy arrays to Vulkan memory and back intact (float32 and uint32, the two
+    dtypes vkconvt passes: data, push and specialization constants), else why not. A kp built against
+    another NumPy ABI than the one running (Debian's pybind11 2.10 under NumPy 2) reads the array's
+    dtype fields at the wrong offsets and computes on zeros without an error: a silent wrong answer,
+    refused here. Costs one short-lived kp.Manager (a few tens of ms), once per process."""
+    import numpy as np
+    probes = (np.arange(1, 65, dtype=np.float32) * np.float32(0.5), np.arange(7, 71, dtype=np.uint32))
+    try:
+        try:
+            index = devmod.resolve_device(None).index
+        except (ValueError, TypeError):
+            index = devmod.best_device(devices).index
+        mgr = kp.Manager(index)
+    except Exception as exc:  # no usable device: say so rather than fail later
+        return f"kp could not open a Vulkan device: {exc}"
+    try:
+        for probe in probes:
+            t = mgr.tensor_t(probe, kp.TensorTypes.host)
+            try:
+                back = np.array(t.data(), copy=True)
+            finally:
+                t.destroy()
+            if back.dtype != probe.dtype or back.shape != probe.shape or not np.array_equal(back, probe):
+                shown = np.array2string(back.ravel()[:4], separator=", ")
+                return (f"kp corrupts NumPy arrays (a {probe.dtype} arange came back as {back.dtype} {shown}...): "
+                        f"the installed kp was built against another NumPy ABI than NumPy {np.__version__}; "
+                        "rebuild it with scripts/setup.sh (pybind11 2.13 from PyPI, vkconvt's patch)")
+    except Exception as exc:
+        return (f"kp failed to pass a NumPy array to Vulkan memory and back ({type(exc).__name__}: {exc}); "
+                "rebuild it with scripts/setup.sh")
+    finally:
+        mgr.destroy()
+    return None
 
 
 class VulkanBackend:

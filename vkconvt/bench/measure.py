@@ -189,8 +189,7 @@ def overhead_case(case, be):
     call = lambda: vkconvt.conv_transpose1d(x, w, b, *hyper, backend="vulkan")  # noqa: E731
     dev = be.dev
     tensors = [dev.buffer(f"trivial_{r}", 1, "host") for r in "abc"]
-    d = make_dispatch("matmul", MatmulLocal(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0), KERNELS["matmul"].make_spec((1, 1, 1, 1)),
-                      ("a", "b", "c"))
+    d = make_dispatch("matmul", MatmulLocal(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0), KERNELS["matmul"].make_spec((1, 1, 1, 1)))
     seq = dev.sequence([dev.kp.OpAlgoDispatch(dev.algorithm("matmul", tensors, d.spec, d.push(), 1), d.push())])
     ref = vkconvt.conv_transpose1d(x, w, b, *hyper, backend="numpy")
     records = []

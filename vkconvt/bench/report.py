@@ -362,15 +362,34 @@ def summary_tables(records):
         tables.append(float16_table([r for r in records if r["kind"] == "float16"]))
     if "activation" in kinds:
         tables.append(activation_table([r for r in records if r["kind"] == "activation"]))
-    if "backward" in kinds:
-        tables.append(backward.backward_table(records))
-    if "chain" in kinds:
-        tables.append(gpu_path.chain_table(records))
-    if "gpu-model" in kinds:
-        tables.append(gpu_path.model_table(records))
+    for kind, table in (("backward", backward.backward_table), ("chain", gpu_path.chain_table),
+                        ("gpu-model", gpu_path.model_table)):
+        if kind in kinds:
+            tables.append(table(records))
     if any(r.get("submissions") is not None for r in records if r["kind"] not in ("chain", "gpu-model")):
         tables.append(submissions_table(records))
+    if any(r.get("first_s") for r in records if r["library"] == "vkconvt"):
+        tables.append(first_call_table(records))
     return tables
+
+
+def first_call_table(records):
+    """The first call of each case (its pipelines compiled, its call recorded) against the repeated one."""
+    head = ["impl", "cases", "first call median ms", "first call max ms", "first / repeated (median)"]
+    by = {}
+    for r in records:
+        if r["library"] == "vkconvt" and r.get("first_s") and r.get("median_s") and r["status"] == "ok":
+            by.setdefault(r["impl"], []).append(r)
+    rows = []
+    for impl, rs in by.items():
+        first = sorted(r["first_s"] for r in rs)
+        ratio = sorted(r["first_s"] / r["median_s"] for r in rs)
+        rows.append([impl, str(len(rs)), f"{first[len(first) // 2] * 1e3:.1f}", f"{first[-1] * 1e3:.1f}",
+                     f"{ratio[len(ratio) // 2]:.1f}"])
+    note = ("The first call of a case in this process: planning, buffers, pipeline creation (the driver compiles; "
+            "its disk cache keeps the code for later processes) and recording. The benchmark clears the device's "
+            "buffers before each algorithm, so pipelines compiled by an earlier case are reused where shared.")
+    return "first call", head, rows, note
 
 
 def submissions_table(records):

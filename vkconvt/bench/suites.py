@@ -20,7 +20,7 @@ SWEEP_FIXED = dict(output_padding=0, groups=1, dilation=1, bias=False)
 
 # ------------------------------------------------------------------------------------------ cases
 @dataclass
-class Case:
+class BenchCase:
     kind: str                # "model", "sweep", "user", "overhead", "matmul", "float16", "activation",
                              # "backward", "chain" or "gpu-model"
     group: str               # model name, sweep name, "users" or "matmul"
@@ -62,7 +62,7 @@ def model_cases(args, suite=None):
     unknown = sorted(set(wanted) - set(data["models"]))
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(data['models'])}")
-    return [Case("model", lay["model"], lay["name"], lay["layer"], {k: lay[k] for k in CONV_KEYS},
+    return [BenchCase("model", lay["model"], lay["name"], lay["layer"], {k: lay[k] for k in CONV_KEYS},
                  calls=lay.get("calls_per_forward", 1))
             for lay in data["layers"] if not wanted or lay["model"] in wanted]
 
@@ -79,14 +79,14 @@ def model_kind(kind):
 
 def sweep(dim, values, **fixed):
     def cases(args, suite):
-        return [Case("sweep", suite, f"{dim}={v}", v, {**SWEEP_FIXED, **fixed, dim: v}) for v in values]
+        return [BenchCase("sweep", suite, f"{dim}={v}", v, {**SWEEP_FIXED, **fixed, dim: v}) for v in values]
     return cases
 
 
 def matmul_cases(args, suite=None):
     shapes = [(s, s, s) for s in (256, 512, 1024, 2048)] + [(4096, 512, 86), (1024, 256, 688), (256, 128, 5504),
                                                            (6144, 768, 696)]
-    return [Case("matmul", "matmul", f"{m}x{k}x{n}", m, mnk=(m, k, n)) for m, k, n in shapes]
+    return [BenchCase("matmul", "matmul", f"{m}x{k}x{n}", m, mnk=(m, k, n)) for m, k, n in shapes]
 
 
 def conv(**kw):
@@ -98,11 +98,11 @@ def user_cases(args, suite=None):
     1000x slower than matmul + overlap-add on some runtimes), a kernel far longer than its input,
     and the per-call overhead of a tiny layer against one pre-recorded trivial dispatch."""
     istft = conv(c_in=2049, c_out=1, kernel=4096, stride=1024, padding=0, l_in=340)
-    return [Case("user", "users", "istft batch 1", 1, istft, batch=1),
-            Case("user", "users", "istft batch 12", 12, istft, batch=12),
-            Case("user", "users", "long kernel K=2**20", 2 ** 20, conv(c_in=1, c_out=1, kernel=2 ** 20, stride=3,
+    return [BenchCase("user", "users", "istft batch 1", 1, istft, batch=1),
+            BenchCase("user", "users", "istft batch 12", 12, istft, batch=12),
+            BenchCase("user", "users", "long kernel K=2**20", 2 ** 20, conv(c_in=1, c_out=1, kernel=2 ** 20, stride=3,
                                                                        padding=0, l_in=4), batch=1),
-            Case("overhead", "overhead", "tiny layer x (1,4,8) w (4,4,3) s2", 0,
+            BenchCase("overhead", "overhead", "tiny layer x (1,4,8) w (4,4,3) s2", 0,
                  conv(c_in=4, c_out=4, kernel=3, stride=2, padding=0, l_in=8), batch=1)]
 
 
@@ -148,8 +148,8 @@ SUITES = {
     "quick": ("a handful of small cases of every kind (same as --quick)", quick_cases),
     "gpu-path": ("HiFi-GAN V1's upsampling stack chained on device arrays vs host arrays vs NumPy, with the "
                  "submissions and bytes per chain; a modelled discrete-GPU fixed cost per call, v0.2.0 vs now",
-                 lambda args, suite: [Case("chain", "gpu-path", "hifigan_v1 ups chain", 0),
-                                      Case("gpu-model", "gpu-path", "hifigan_v1 ups[0] fixed cost", 0)]),
+                 lambda args, suite: [BenchCase("chain", "gpu-path", "hifigan_v1 ups chain", 0),
+                                      BenchCase("gpu-model", "gpu-path", "hifigan_v1 ups[0] fixed cost", 0)]),
     "float16": ("the model layers in float32 and float16 storage: time, workspace and peak memory",
                 model_kind("float16")),
     "activations": ("the model layers with fused leaky ReLU in / Snake out against separate NumPy and PyTorch "

@@ -1,7 +1,7 @@
 """Kernels shaped for llvmpipe (lavapipe), where each invocation is one SIMD lane and every storage
 buffer load costs about 14 instructions per lane (37 for a vec4) against 2 for a multiply-add: share
 loaded values across lanes with subgroupShuffle, keep large per-lane register tiles, load vec4
-(measured choices: scratch notes in REPORT, summarised in shaders/<name>.comp headers).
+(the measured choices are summarised in each shader's header, shaders/<name>.comp).
 
   conv_transpose_1d_sg  dense and grouped layers: lanes own output channels (vec4 weights), the J
                         outputs of one phase share their inputs through shuffles, taps in pairs
@@ -16,7 +16,6 @@ from .base import Kernel, cdiv, phase_constants, round_up
 from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
 
 SHUFFLE = ("basic", "shuffle")
-MAX_J = 64          # J >= 80 crashes lavapipe 25.0.7's shader compiler (a stack overflow)
 MAX_S = 65535       # the sg kernel's phase arithmetic ((ph/gd) * inv) needs s < 2**16
 PARALLEL_FLOATS = 1 << 20      # weights this large (4 MiB of float32) are repacked by two threads
 CPUS = os.cpu_count() or 1

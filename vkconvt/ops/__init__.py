@@ -47,6 +47,10 @@ class Op:
         """The host array a call's result is written into (zeros where nothing lands)."""
         raise NotImplementedError
 
+    def bind(self, p, args, out):
+        """The host views a schedule's transfers index: the call's args and its result as "out"."""
+        return dict(args, out=out)
+
     def reference(self, p, algorithm, args):
         """The NumPy backend's result for args (a dict of the call's prepared arguments)."""
         raise NotImplementedError

@@ -95,7 +95,7 @@ class Col2imOp(Op):
                     loc = Col2imLocal(n1 - n0, c1 - c0, f.kw, f.lw, f.s, f.d, f.pad, t1 - t0, 0, t1 - t0, 0, p.bias,
                                       f.lw)
                     name, spec = kernels.pick("col2im_1d", choice, loc, limits.device)
-                    step = Step(pc, [make_dispatch(name, loc, spec, ("col", "bias", "out"))])
+                    step = Step(pc, [make_dispatch(name, loc, spec)])
                     ups = [Transfer("col", "col", ((n0, n1), (c0, c1), (f.kb, f.kb + f.kw)), (f.lb, f.lb + f.lw), f.lw)]
                     if p.bias:
                         ups.append(Transfer("bias", "bias", (), (c0, c1), c1 - c0))
@@ -117,9 +117,6 @@ class Col2imOp(Op):
 
     def out_array(self, p, sched=None):
         return np.zeros((p.n, p.c, p.l_out), dtype=np.float32)
-
-    def bind(self, p, args, out):
-        return dict(args, out=out)
 
     def reference(self, p, algorithm, args):
         return reference.col2im_1d(args["col"], p.stride, p.padding, p.dilation, p.output_padding, args.get("bias"))

@@ -25,7 +25,6 @@ from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch
 from . import Op, register
 from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, _bias_fill, _bias_upload, _portable, matmul_align, run_classes
 
-CONV_BINDS = ("x", "w", "bias", "out")
 
 
 @dataclass(frozen=True)
@@ -186,14 +185,14 @@ def gemm_dispatches(loc, choice, limits, lchunk):
                          a_batch_stride=loc.cog * lda, b_batch_stride=kdim * ldc, c_batch_stride=loc.cog * ldc,
                          b_offset=0, in_act=loc.in_act, in_slope=loc.in_slope)
         ba = BiasActLocal(loc.nb, loc.G * loc.cog, lc, ldc, loc.tw, c0, loc.has_bias, loc.act, loc.act_slope)
-        out += [dispatch("im2col_1d", choice, im, limits, ("x", "col")),
-                dispatch("matmul", choice, mm, limits, ("w", "col", "mm")),
-                dispatch("bias_act_1d", choice, ba, limits, ("mm", "bias", "out"))]
+        out += [dispatch("im2col_1d", choice, im, limits),
+                dispatch("matmul", choice, mm, limits, {"a": "w", "b": "col", "c": "mm"}),
+                dispatch("bias_act_1d", choice, ba, limits, {"src": "mm"})]
     return out
 
 
-def dispatch(op, choice, local, limits, binds):
-    """The dispatch of the first kernel of choice[op] that takes `local`."""
+def dispatch(op, choice, local, limits, binds=None):
+    """The dispatch of the first kernel of choice[op] that takes `local` (binds: schedule.make_dispatch's)."""
     name, spec = kernels.pick(op, choice, local, limits.device)
     return make_dispatch(name, local, spec, binds)
 
@@ -270,7 +269,7 @@ class Conv1dOp(Op):
             loc = pc.local(p, fused)
             if loc not in memo:
                 memo[loc] = (gemm_dispatches(loc, choice, limits, lchunk) if algorithm == "gemm"
-                             else [dispatch("conv1d", choice, loc, limits, CONV_BINDS)])
+                             else [dispatch("conv1d", choice, loc, limits)])
             ds = memo[loc]
             f, nb, gc = pc.fold, pc.n1 - pc.n0, pc.g1 - pc.g0
             xoff, ldx = kernels.KERNELS[ds[0].kernel].x_layout(loc, ds[0].spec) if algorithm == "direct" else (0, f.lw)
@@ -283,7 +282,7 @@ class Conv1dOp(Op):
                 words["mm"] = max(words["mm"], mm.batch * mm.M * mm.ldc)
             if half:
                 loc16 = kernels.PackLocal(p.n * p.c_out * p.l_out)
-                ds = ds + [dispatch("to_float16", choice, loc16, limits, ("out", "out16"))]
+                ds = ds + [dispatch("to_float16", choice, loc16, limits, {"src": "out", "dst": "out16"})]
             step = Step(pc, ds, count)
             ups = [Transfer("x", "x", ((pc.n0, pc.n1), (pc.g0, pc.g1), (pc.ci0, pc.ci1)), (f.lb, f.lb + f.lw), ldx,
                             xoff, p.storage, zero=True), wt]

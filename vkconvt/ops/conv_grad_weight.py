@@ -146,7 +146,7 @@ def data_pieces(p, g, ch):
     return [DataPiece(ch, n0, n1, l0, l1, f) for n0, n1 in runs(p.n, g["nb"]) for l0, l1, f in windows if f.kw]
 
 
-def dispatch(op, choice, local, dev, binds):
+def dispatch(op, choice, local, dev, binds=None):
     name, spec = kernels.pick(op, choice, local, dev)
     return make_dispatch(name, local, spec, binds)
 
@@ -157,10 +157,10 @@ def direct_dispatches(p, dp, choice, dev, first, ldx):
     out = []
     if first and (f.kb, f.kw) != (0, p.k):          # this piece misses taps: gw starts from zeros
         zero = GradWeightLocal(1, gc, ic, cc, p.k, 0, 0, 1, 1, 0, p.k)
-        out.append(dispatch("conv1d_grad_weight", {}, zero, dev, ("x", "go", "gw")))
+        out.append(dispatch("conv1d_grad_weight", {}, zero, dev))
     loc = GradWeightLocal(dp.n1 - dp.n0, gc, ic, cc, f.kw, dp.l1 - dp.l0, f.lw, f.s, f.d, f.pad, p.k, f.kb,
                           accumulate=bool(out) or not first, ldx=ldx, ldg=max(1, f.lw))
-    return out + [dispatch("conv1d_grad_weight", choice, loc, dev, ("x", "go", "gw"))]
+    return out + [dispatch("conv1d_grad_weight", choice, loc, dev)]
 
 
 def gemm_dispatches(p, dp, choice, dev, first, lchunk, al):
@@ -183,17 +183,17 @@ def gemm_dispatches(p, dp, choice, dev, first, lchunk, al):
         if len(chunks) > 1:
             a_role, lda = "xa", round_up(lchunk, al)
             cp = Im2colLocal(nb, gc, ic, 1, lx, lc, 1, 1, -q0, lda, ldx=round_up(lx, max(4, al)))
-            out.append(dispatch("im2col_1d", choice, cp, dev, ("x", "xa")))
+            out.append(dispatch("im2col_1d", choice, cp, dev, {"col": "xa"}))
         im = Im2colLocal(nb, gc, cc, p.k, f.lw, lc, p.stride, p.dilation, pad0 - q0 * p.stride, ldb, True,
                          ldx=max(1, f.lw))
         mm = MatmulLocal(batch=nb * gc, M=ic, N=cc * p.k, K=lc, lda=lda, ldb=ldb, ldc=ldb, a_batch_mod=nb * gc,
                          a_batch_stride=ic * lda, b_batch_stride=lc * ldb, c_batch_stride=ic * ldb, b_offset=0)
-        out += [dispatch("im2col_1d", choice, im, dev, ("go", "colT")),
-                dispatch("matmul", choice, mm, dev, (a_role, "colT", "cm"))]
+        out += [dispatch("im2col_1d", choice, im, dev, {"x": "go", "col": "colT"}),
+                dispatch("matmul", choice, mm, dev, {"a": a_role, "b": "colT", "c": "cm"})]
         for n in range(nb):
             write = first and q0 == 0 and n == 0
             add = Col2imLocal(1, 1, 1, nb * flat, 1, 1, n * flat, flat, 0, flat, 0 if write else flat, False, nb * flat)
-            out.append(dispatch("col2im_1d", choice, add, dev, ("cm", "bias", "gw")))
+            out.append(dispatch("col2im_1d", choice, add, dev, {"col": "cm", "out": "gw"}))
     return out
 
 

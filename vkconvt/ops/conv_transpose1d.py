@@ -21,7 +21,6 @@ from . import Op, register
 
 MIN_CHUNK = 256              # input positions per gemm chunk worth keeping before batch/channels split
 MAX_WINDOWS = 1 << 20        # output windows worth listing; a problem needing more is refused
-CONV_BINDS = ("x", "w", "bias", "out")
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def direct_dispatches(piece, p, choice, limits, safe, fused):
     """One dispatch of the first conv kernel of the choice that takes this piece."""
     loc = piece.local(p, fused)
     name, spec = kernels.pick("conv_transpose_1d", choice, loc, limits.device, safe)
-    return [make_dispatch(name, loc, spec, CONV_BINDS)]
+    return [make_dispatch(name, loc, spec)]
 
 
 def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
@@ -163,7 +162,7 @@ def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
                          a_batch_mod=loc.G, a_batch_stride=m * lda, b_batch_stride=loc.cig * ldx,
                          c_batch_stride=m * ldc, b_offset=q0, in_act=loc.in_act, in_slope=loc.in_slope)
         name, spec = kernels.pick("matmul", choice, mm, limits.device)
-        out.append(make_dispatch(name, mm, spec, ("w", "x", "col")))
+        out.append(make_dispatch(name, mm, spec, {"a": "w", "b": "x", "c": "col"}))
         lo = q0 * loc.s - loc.pad
         hi = (q1 - 1) * loc.s + (loc.K - 1) * loc.d - loc.pad
         begin = max(0, min(lo, fresh))
@@ -173,7 +172,7 @@ def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
         c2i = Col2imLocal(loc.nb, loc.G * loc.cog, loc.K, lc, loc.s, loc.d, loc.pad - q0 * loc.s, loc.tw, begin,
                           end - begin, fresh, loc.has_bias, ldc, loc.act, loc.act_slope)
         name, spec = kernels.pick("col2im_1d", choice, c2i, limits.device)
-        out.append(make_dispatch(name, c2i, spec, ("col", "bias", "out")))
+        out.append(make_dispatch(name, c2i, spec))
         fresh = max(fresh, end)
     return out
 
@@ -321,7 +320,7 @@ class ConvTranspose1dOp(Op):
                 n = p.n * p.c_out * p.l_out
                 loc16 = kernels.PackLocal(n)
                 name, spec = kernels.pick("to_float16", choice, loc16, limits.device)
-                ds = ds + [make_dispatch(name, loc16, spec, ("out", "out16"))]
+                ds = ds + [make_dispatch(name, loc16, spec, {"src": "out", "dst": "out16"})]
             step = Step(pc, ds, count)
             step.uploads, step.downloads = _transfers(sched, pc, ds)
             sched.steps.append(step)

@@ -83,7 +83,7 @@ class MatmulOp(Op):
                     name, spec = kernels.pick("matmul", choice, loc, limits.device)
                     ab = (b0, b1) if p.a_batch > 1 else (0, 1)
                     bb = (b0, b1) if p.b_batch > 1 else (0, 1)
-                    step = Step(MatmulPiece(b0, b1, r0, r1, c0, c1), [make_dispatch(name, loc, spec, ("a", "b", "c"))])
+                    step = Step(MatmulPiece(b0, b1, r0, r1, c0, c1), [make_dispatch(name, loc, spec)])
                     step.uploads = (Transfer("a", "a", (ab, (r0, r1)), (0, p.k), lda, zero=True),
                                     Transfer("b", "b", (bb, (0, p.k)), (c0, c1), ldb, zero=True))
                     step.downloads = (Transfer("c", "out", ((b0, b1), (r0, r1)), (c0, c1), ldb),)
@@ -102,9 +102,6 @@ class MatmulOp(Op):
 
     def out_array(self, p, sched=None):
         return np.empty((p.batch, p.m, p.n), dtype=np.float32)
-
-    def bind(self, p, args, out):
-        return dict(args, out=out)
 
     def reference(self, p, algorithm, args):
         return np.matmul(args["a"], args["b"]).astype(np.float32, copy=False)

@@ -16,9 +16,13 @@ the CPU reads one to two orders of magnitude slower than cached memory. vkconvt 
             from cached memory are fast); a staging buffer preferably not DEVICE_LOCAL (reading
             VRAM through the BAR is slow), a buffer the GPU writes directly preferably so.
 
-Types that are protected, lazily allocated or AMD's device-coherent/uncached ones are never taken.
-Host-visible types must be coherent: Kompute neither flushes nor invalidates mapped memory. Ties go
-to the lower index (drivers list types in their order of preference).
+Host-visible buffers stay off a small device-local heap (under half the largest device-local heap:
+the 214-256 MiB BAR window of a discrete GPU without resizable BAR, an APU's carve-out) where another
+type will do: a discrete GPU used in host mode would otherwise put every input there. Types that
+are protected, lazily allocated or AMD's device-coherent/uncached ones are never taken. Host-visible
+types must be coherent: Kompute neither flushes nor invalidates mapped memory. Ties go to the lower
+index (drivers list types in their order of preference). tests/memory_types.py holds real devices'
+lists, and tests/test_memory_types.py what is chosen on each.
 """
 DEVICE_LOCAL, HOST_VISIBLE, HOST_COHERENT, HOST_CACHED = 0x1, 0x2, 0x4, 0x8
 LAZILY_ALLOCATED, PROTECTED, DEVICE_COHERENT_AMD, DEVICE_UNCACHED_AMD = 0x10, 0x20, 0x40, 0x80
@@ -46,6 +50,11 @@ def choose(types, heaps, role, staging=True):
     def heap_size(h):
         return heaps[h][0] if 0 <= h < len(heaps) else 0
 
+    largest_local = max((size for size, local in heaps if local), default=0)
+
+    def small(h):
+        return 0 <= h < len(heaps) and heaps[h][1] and 2 * heaps[h][0] < largest_local
+
     best = None
     for i, (flags, heap) in enumerate(types):
         if flags & required != required or flags & AVOID:
@@ -54,9 +63,9 @@ def choose(types, heaps, role, staging=True):
         if role == "device":
             score = (visible, -heap_size(heap))
         elif role == "upload":
-            score = (local == staging, cached)
+            score = (small(heap), local == staging, cached)
         else:
-            score = (not cached, local == staging)
+            score = (small(heap), not cached, local == staging)
         if best is None or score < best[0]:
             best = (score, i)
     return None if best is None else best[1]

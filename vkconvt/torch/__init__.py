@@ -16,10 +16,17 @@ float16 storage: inputs, weights and the gemm columns stored as halves, float32 
 output rounded once to float16. `device=` is always the *Vulkan* device (an
 index or a substring of its name); a PyTorch device there is refused.
 
-Training works too: where autograd needs a gradient through a vkconvt layer (grad mode on and the
-input, weight or bias requiring grad), the layer runs as a torch.autograd.Function whose backward
-computes on vkconvt (vkconvt/torch_autograd.py; an output activation is then applied by PyTorch).
-Inference under torch.inference_mode() or torch.no_grad() keeps the plain, fully fused forward.
+Every converted layer, the drop-in module and conv_transpose1d call one registered PyTorch op,
+torch.ops.vkconvt.conv_transpose1d (vkconvt/torch/_op.py), which has a fake implementation: a
+converted model works under torch.compile (fullgraph too), torch.jit.trace and torch.export.
+torch.jit.script is refused with a RuntimeError that says what to use instead. print(model)
+shows converted layers ("..., vkconvt: device=default, algorithm=auto"); is_converted(module)
+tells them apart.
+
+Training works too: the op's backward runs on vkconvt (grad_input by conv1d, grad_weight by the
+weight-gradient kernels; vkconvt/torch_autograd.py). Where grad is needed, a fused output
+activation is applied by PyTorch after the op (so that autograd differentiates it); inference
+under torch.inference_mode() or torch.no_grad() keeps every activation fused.
 
 Weights are kept on the device between calls. Every call compares the layer's current weight and
 bias (weight norm and other parametrizations included: the effective weight) with the copy the
@@ -29,7 +36,6 @@ noticed.
 """
 import copy
 import functools
-import threading
 import warnings
 
 try:
@@ -43,100 +49,54 @@ import numpy as np
 
 import vkconvt
 
-from . import interop, torch_autograd
+from .. import interop, planner, torch_autograd
+from ..params import check_algorithm, check_hyper, check_storage
+from . import _chain, _op
+from ._op import refresh
 
-__all__ = ["convert", "restore", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
+__all__ = ["convert", "restore", "refresh", "is_converted", "ConvTranspose1d", "conv_transpose1d"]
+
+
+def _options(device, algorithm, backend, max_workspace_bytes):
+    """The options every call checks before it reaches the op (the budget as an int)."""
+    interop.check_vulkan_device("device", device)
+    if isinstance(device, bool) or (device is not None and not isinstance(device, (int, str))):
+        raise TypeError(f"device must be an index or a substring of a device name, got {device!r}")
+    check_algorithm(algorithm)
+    if max_workspace_bytes is not None:
+        max_workspace_bytes = planner.check_budget(max_workspace_bytes)
+    return dict(algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes)
 
 
 def _check_config(device, algorithm, backend, max_workspace_bytes, activation=None, out_channels=1):
-    """Validate the vkconvt options early (the layer constructor checks algorithm and friends);
-    activation: the fused activation's keyword arguments (vkconvt.conv_transpose1d's)."""
-    interop.check_vulkan_device("device", device)
+    """Validate a module's vkconvt options when it is made (a vkconvt layer checks backend, device
+    and activations); activation: the fused activation's keyword arguments."""
+    config = _options(device, algorithm, backend, max_workspace_bytes)
     act = {k: (interop.unwrap(k, v) if k in ("alpha", "beta") and v is not None else v)
            for k, v in (activation or {}).items()}
-    vkconvt.ConvTranspose1d(np.zeros((1, out_channels, 1), np.float32), algorithm=algorithm, backend=backend,
-                            device=device, max_workspace_bytes=max_workspace_bytes, **act)
-    return dict(algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes, **act)
+    vkconvt.ConvTranspose1d(np.zeros((1, out_channels, 1), np.float32), **config, **act)
+    return dict(config, **act)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", backend=None, device=None, max_workspace_bytes=None, storage=None):
-    """torch.nn.functional.conv_transpose1d computed by vkconvt: CPU tensors in, a tensor out (in
-    input's floating dtype; float16 input: float16 storage, see vkconvt.conv_transpose1d).
-    Tuple hyper-parameters (stride=(2,)) are accepted like PyTorch."""
-    interop.check_vulkan_device("device", device)
-    if torch_autograd.needs_grad(input, weight, bias):
-        hyper = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
-        return torch_autograd.conv_transpose1d(input, weight, bias, hyper, dict(
-            algorithm=algorithm, backend=backend, device=device, max_workspace_bytes=max_workspace_bytes))
-    io = interop.TensorIO()
-    x, w, b = io.unwrap("input", input), io.unwrap("weight", weight), io.unwrap("bias", bias)
-    out = vkconvt.conv_transpose1d(x, w, b, stride, padding, output_padding, groups, dilation, algorithm=algorithm,
-                                   backend=backend, device=device, max_workspace_bytes=max_workspace_bytes,
-                                   storage=storage)
-    return io.wrap(out)
-
-
-class _State:
-    """A converted layer's vkconvt options and its device-side layers (one per hyper-parameter set:
-    output_size can change output_padding from call to call), with the float32 weight and bias the
-    device holds, to notice when the module's weights change."""
-
-    def __init__(self, algorithm="auto", backend=None, device=None, max_workspace_bytes=None, **activation):
-        self.config = dict(algorithm=algorithm, backend=backend, device=device,
-                           max_workspace_bytes=max_workspace_bytes, **activation)
-        self._reset()
-
-    def _reset(self):
-        self.layers, self.weight, self.bias = {}, None, None
-        self.lock = threading.Lock()
-
-    # copies and pickles carry the options only; device-side state is rebuilt on the next call
-    def __getstate__(self):
-        return {"config": dict(self.config)}
-
-    def __setstate__(self, state):
-        self.config = state["config"]
-        self._reset()
-
-    def layer(self, module, weight, bias, output_padding):
-        w = interop.unwrap("weight", weight)
-        b = None if bias is None else interop.unwrap("bias", bias)
-        hyper = dict(stride=_one(module.stride), padding=_one(module.padding), output_padding=output_padding,
-                     groups=module.groups, dilation=_one(module.dilation))
-        # a float16 module (model.half()) stores its weights, inputs and columns as halves
-        storage = "float16" if w.dtype == np.float16 else "float32"
-        key = tuple(hyper.values()) + (storage,)
-        with self.lock:
-            if not (_same(self.weight, w) and _same(self.bias, b)):
-                self.layers.clear()
-                self.weight = np.array(w, dtype=np.float32)
-                self.bias = None if b is None else np.array(b, dtype=np.float32)
-            layer = self.layers.get(key)
-            if layer is None:
-                k, h = self.weight.shape[-1], hyper
-                if vkconvt.output_length(1, k, h["stride"], h["padding"], h["output_padding"], h["dilation"]) > 0:
-                    layer = vkconvt.ConvTranspose1d(self.weight, self.bias, **hyper, storage=storage, **self.config)
-                else:   # vkconvt.ConvTranspose1d checks its hyper-parameters with a 1-long input and would refuse
-                    layer = functools.partial(_conv, weight=self.weight, bias=self.bias, **hyper, storage=storage,
-                                              **self.config)
-                self.layers[key] = layer
-            return layer
-
-
-def _one(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
-def _conv(x, weight, bias, **kwargs):
-    return vkconvt.conv_transpose1d(x, weight, bias, **kwargs)
-
-
-def _same(held, current):
-    if held is None or current is None:
-        return held is None and current is None
-    current = np.asarray(current)
-    return held.shape == current.shape and np.array_equal(held, current.astype(np.float32, copy=False))
+    """torch.nn.functional.conv_transpose1d computed by vkconvt (the op vkconvt::conv_transpose1d):
+    CPU tensors in, a tensor out in input's dtype (float16: float16 storage, see
+    vkconvt.conv_transpose1d). Tuple hyper-parameters (stride=(2,)) are accepted like PyTorch;
+    anything but tensors for input, weight and bias is refused, as PyTorch refuses it (NumPy
+    arrays: use vkconvt.conv_transpose1d)."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is not None and not isinstance(t, torch.Tensor) or t is None and name != "bias":
+            raise TypeError(f"conv_transpose1d(): argument '{name}' must be Tensor, not {type(t).__name__} (for NumPy "
+                            f"arrays use vkconvt.conv_transpose1d)")
+        if t is not None:
+            interop.check_tensor(name, t, autograd=True)
+    stride, padding, output_padding, dilation, groups = check_hyper(stride, padding, output_padding, dilation, groups)
+    config = _options(device, algorithm, backend, max_workspace_bytes)
+    if storage is not None:
+        check_storage(storage)
+    return _op.call(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                    _op.op_options(dict(config, storage=storage)))
 
 
 def _vk_forward(module, input, output_size=None):
@@ -147,16 +107,38 @@ def _vk_forward(module, input, output_size=None):
     if module.padding_mode != "zeros":
         raise ValueError("Only `zeros` padding mode is supported for ConvTranspose1d")
     weight, bias = module.weight, module.bias   # weight norm: the hook's or the parametrization's result
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is not None:
+            interop.check_tensor(name, t, autograd=True)
     output_padding = module._output_padding(input, output_size, module.stride, module.padding,
                                             module.kernel_size, 1, module.dilation)
-    if torch_autograd.needs_grad(input, weight, bias):
-        hyper = dict(stride=_one(module.stride), padding=_one(module.padding), output_padding=output_padding[0],
-                     groups=module.groups, dilation=_one(module.dilation))
-        return torch_autograd.conv_transpose1d(input, weight, bias, hyper, module._vkconvt.config, kept=lambda w, b: (
-            module._vkconvt.layer(module, w, b, output_padding[0])))
-    x = interop.unwrap("input", input)
-    layer = module._vkconvt.layer(module, weight, bias, output_padding[0])
-    return interop.wrap(layer(x), input)
+    kept = module._vkconvt
+    options = kept.options
+    if "_vkconvt_alpha" in module._buffers:     # the drop-in's snake parameters
+        options = _op.with_snake(options, module._vkconvt_alpha, module._vkconvt_beta)
+    act = {}
+    if torch_autograd.needs_grad(input, weight, bias):   # the output activation in PyTorch, differentiable
+        options, act = _op.without_output_activation(options)
+    out = _op.call(input, weight, bias, module.stride[0], module.padding[0], output_padding[0], module.groups,
+                   module.dilation[0], options, kept.handle)
+    return torch_autograd.output_activation(out, **act) if act else out
+
+
+def _describe(module):
+    """What a converted or drop-in module's repr adds: 'vkconvt: device=default, algorithm=auto'."""
+    cfg = module._vkconvt.config
+    parts = [f"device={'default' if cfg['device'] is None else cfg['device']}", f"algorithm={cfg['algorithm']}"]
+    parts += [f"{k}={cfg[k]}" for k in ("backend", "max_workspace_bytes", "activation", "input_activation")
+              if cfg.get(k) is not None]
+    return "vkconvt: " + ", ".join(parts)
+
+
+def _refuse_script(module):
+    raise RuntimeError(
+        f"torch.jit.script cannot compile a {type(module).__name__} computed by vkconvt (its forward is Python that "
+        f"TorchScript does not take). Use torch.jit.trace(model, example_inputs), torch.export.export or "
+        f"torch.compile instead: they record the op vkconvt::conv_transpose1d. Or script the model before "
+        f"vkconvt.torch.convert(), or after vkconvt.torch.restore().")
 
 
 class ConvTranspose1d(nn.ConvTranspose1d):
@@ -185,14 +167,30 @@ class ConvTranspose1d(nn.ConvTranspose1d):
         config = _check_config(device, algorithm, backend, max_workspace_bytes, act, out_channels)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device="cpu", dtype=dtype)
-        self._vkconvt = _State(**config)
+        self._vkconvt = _op.KeptLayers(**config).attach(self)
+        if activation in ("snake", "snakebeta"):    # buffers, so that export and .to() see them
+            for name in ("alpha", "beta"):
+                value = config[name]
+                self.register_buffer(f"_vkconvt_{name}", None if value is None else torch.as_tensor(value),
+                                     persistent=False)
+
+    def warmup(self, lengths, batch=1):
+        """Compile and record the first call at each input length now (one call on zeros each, under
+        torch.no_grad()); see vkconvt.ConvTranspose1d.warmup. Returns self."""
+        lengths = [lengths] if isinstance(lengths, int) else list(lengths)
+        with torch.no_grad():
+            for n in lengths:
+                self(torch.zeros(batch, self.in_channels, n, dtype=self.weight.dtype))
+        return self
 
     def forward(self, input, output_size=None):
         return _vk_forward(self, input, output_size)
 
     def extra_repr(self):
-        cfg = ", ".join(f"{k}={v!r}" for k, v in self._vkconvt.config.items() if v is not None)
-        return f"{super().extra_repr()}, vkconvt({cfg})"
+        return f"{super().extra_repr()}, {_describe(self)}"
+
+    def __prepare_scriptable__(self):
+        _refuse_script(self)
 
     @classmethod
     def from_torch(cls, module, *, device=None, algorithm="auto", backend=None, max_workspace_bytes=None):
@@ -223,15 +221,31 @@ def _effective_weight(module):
 
 
 # ---------------------------------------------------------------- convert / restore
-class _ConvertedForward:
-    """The forward of a converted module whose class keeps nn.ConvTranspose1d.forward: an instance
-    attribute, so the class, hooks, parametrizations and state_dict are untouched (restore deletes it)."""
+class _ConvertedForward(functools.partial):
+    """The forward of a converted module whose class keeps nn.ConvTranspose1d.forward:
+    _vk_forward bound to the module, an instance attribute, so the class, hooks, parametrizations
+    and state_dict are untouched (restore deletes it, and the two below). A functools.partial:
+    torch.export reads a partial's function like a method's."""
 
-    def __init__(self, module):
-        self.module = module
 
-    def __call__(self, input, output_size=None):
-        return _vk_forward(self.module, input, output_size)
+class _ConvertedRepr(functools.partial):
+    """extra_repr of a converted module."""
+
+
+class _ConvertedScript(functools.partial):
+    """__prepare_scriptable__ of a converted module (torch.jit.script calls it first)."""
+
+
+def _converted_repr(module):
+    return f"{nn.ConvTranspose1d.extra_repr(module)}, {_describe(module)}"
+
+
+_INSTANCE = {"forward": _ConvertedForward, "extra_repr": _ConvertedRepr, "__prepare_scriptable__": _ConvertedScript}
+
+
+def _instance_attributes(module):
+    return {"forward": _ConvertedForward(_vk_forward, module), "extra_repr": _ConvertedRepr(_converted_repr, module),
+            "__prepare_scriptable__": _ConvertedScript(_refuse_script, module)}
 
 
 class _VkconvtConvTranspose1d(nn.ConvTranspose1d):
@@ -239,6 +253,9 @@ class _VkconvtConvTranspose1d(nn.ConvTranspose1d):
 
     def forward(self, input, output_size=None):
         return _vk_forward(self, input, output_size)
+
+    def __prepare_scriptable__(self):
+        _refuse_script(self)
 
 
 _swapped = {}
@@ -249,12 +266,15 @@ def _swapped_class(cls):
     if cls not in _swapped:
         _swapped[cls] = type(cls.__name__, (cls, _VkconvtConvTranspose1d),
                              {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                              "_vkconvt_original_class": cls})
+                              "_vkconvt_original_class": cls,
+                              "extra_repr": lambda m: f"{cls.extra_repr(m)}, {_describe(m)}"})
     return _swapped[cls]
 
 
 def is_converted(module):
-    """True for a module that convert() changed (not for the drop-in vkconvt.torch.ConvTranspose1d)."""
+    """True for a module that convert() changed; False for others, the drop-in
+    vkconvt.torch.ConvTranspose1d included (which is always computed by vkconvt), and after
+    restore()."""
     return isinstance(module.__dict__.get("forward"), _ConvertedForward) or "_vkconvt_original_class" in vars(type(module))
 
 
@@ -269,18 +289,27 @@ def _copy(model):
     return copy.deepcopy(model, memo)
 
 
-def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace_bytes=None, inplace=False):
+def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace_bytes=None, inplace=False,
+            warmup=None):
     """The model with every nn.ConvTranspose1d (subclasses too) computed by vkconvt.
 
     inplace=False (default) converts a deep copy and leaves model alone. Weight normalisation
     (torch.nn.utils.weight_norm hooks or torch.nn.utils.parametrizations.weight_norm) and other
     parametrizations keep working: vkconvt computes with the effective weight. Modules keep their
-    class, hooks and state_dict: a converted module gets an instance attribute `forward`; a subclass
-    that overrides forward gets a class of the same name with vkconvt behind it, so its
+    class, hooks and state_dict: a converted module gets instance attributes `forward`, `extra_repr`
+    (print(model) shows "vkconvt: device=..., algorithm=...") and `__prepare_scriptable__`
+    (torch.jit.script's refusal); a subclass that overrides forward gets a class of the same name
+    with vkconvt behind it, so its
     super().forward(...) runs on vkconvt (one that calls F.conv_transpose1d itself stays PyTorch).
     A whole converted model cannot be pickled where a subclass was converted; restore() first, or
     save its state_dict (unchanged).
     device, algorithm, backend, max_workspace_bytes: as for vkconvt.conv_transpose1d.
+    Converted layers that follow each other in an nn.Sequential keep their activations on the Vulkan
+    device in eager inference (vkconvt/torch/_chain.py: only where nothing else reads them in between).
+    warmup: example inputs (a tensor, or a tuple of the model's positional arguments): the converted
+    model runs them once under torch.no_grad(), so every converted layer compiles its pipelines and
+    records its call for those lengths now rather than at its first real call (see the README:
+    first-call time).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -297,24 +326,31 @@ def convert(model, *, device=None, algorithm="auto", backend=None, max_workspace
         if m.padding_mode != "zeros":
             raise ValueError(f"Only `zeros` padding mode is supported for ConvTranspose1d; {m} has "
                              f"padding_mode={m.padding_mode!r}")
-        m._vkconvt = _State(**config)
+        m._vkconvt = _op.KeptLayers(**config).attach(m)
         if type(m).forward is nn.ConvTranspose1d.forward:
-            m.forward = _ConvertedForward(m)
+            for name, value in _instance_attributes(m).items():
+                setattr(m, name, value)
         else:
             m.__class__ = _swapped_class(type(m))
     if not found:
         warnings.warn(f"vkconvt.torch.convert: {type(model).__name__} has no nn.ConvTranspose1d to convert",
                       stacklevel=2)
+    _chain.attach(model)
+    if warmup is not None:
+        with torch.no_grad():
+            model(*(warmup if isinstance(warmup, tuple) else (warmup,)))
     return model
 
 
 def restore(model):
     """Undo convert() in place: every converted module computes with PyTorch again. Returns model."""
+    _chain.detach(model)
     for m in model.modules():
         if not is_converted(m):
             continue
-        if isinstance(m.__dict__.get("forward"), _ConvertedForward):
-            del m.forward
+        for name, kind in _INSTANCE.items():
+            if isinstance(m.__dict__.get(name), kind):
+                delattr(m, name)
         original = vars(type(m)).get("_vkconvt_original_class")
         if original is not None:
             m.__class__ = original
