@@ -163,9 +163,10 @@ def direct_dispatches(p, dp, choice, dev, first, ldx):
     return out + [dispatch("conv1d_grad_weight", choice, loc, dev)]
 
 
-def gemm_dispatches(p, dp, choice, dev, first, lchunk, al):
+def gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al):
     """x-position chunks of one data piece: [x copy], im2col_1d transposed, matmul, one col2im_1d
-    per batch entry adding its product into gw."""
+    per batch entry adding its product into gw. gw's only product (one batch entry, one chunk, one
+    data piece; float32: the matmul's C is gw's layout) is written by the matmul itself."""
     ch, f = dp.ch, dp.fold
     nb, gc, ic, cc = dp.n1 - dp.n0, ch.g1 - ch.g0, ch.ci1 - ch.ci0, ch.co1 - ch.co0
     lx, ldb = dp.l1 - dp.l0, _gemm_ld(p, cc, al)
@@ -176,6 +177,7 @@ def gemm_dispatches(p, dp, choice, dev, first, lchunk, al):
                                    "would not fit 32 bits here; algorithm 'direct' folds them")
     chunks = runs(lx, lchunk)
     flat = gc * ic * ldb
+    only = first and last and nb == 1 and len(chunks) == 1 and p.storage == "float32"
     out = []
     for q0, q1 in chunks:
         lc = q1 - q0
@@ -189,8 +191,8 @@ def gemm_dispatches(p, dp, choice, dev, first, lchunk, al):
         mm = MatmulLocal(batch=nb * gc, M=ic, N=cc * p.k, K=lc, lda=lda, ldb=ldb, ldc=ldb, a_batch_mod=nb * gc,
                          a_batch_stride=ic * lda, b_batch_stride=lc * ldb, c_batch_stride=ic * ldb, b_offset=0)
         out += [dispatch("im2col_1d", choice, im, dev, {"x": "go", "col": "colT"}),
-                dispatch("matmul", choice, mm, dev, {"a": a_role, "b": "colT", "c": "cm"})]
-        for n in range(nb):
+                dispatch("matmul", choice, mm, dev, {"a": a_role, "b": "colT", "c": "gw" if only else "cm"})]
+        for n in range(0 if only else nb):
             write = first and q0 == 0 and n == 0
             add = Col2imLocal(1, 1, 1, nb * flat, 1, 1, n * flat, flat, 0, flat, 0 if write else flat, False, nb * flat)
             out.append(dispatch("col2im_1d", choice, add, dev, {"col": "cm", "out": "gw"}))
@@ -213,7 +215,7 @@ class ConvGradWeightOp(Op):
             if room < g["nb"] * g["gc"] * ldb * round_up(g["lx"], al) * eb:      # chunks: x columns copied too
                 lchunk = max(al, room // (g["nb"] * g["gc"] * (ldb + g["ic"]) * eb) // al * al)
             sched.notes["length chunk"] = lchunk
-        words = dict(x=1, go=1, gw=1, xa=0, colT=1, cm=1)
+        words = dict(x=1, go=1, gw=1, xa=0, colT=1, cm=0)
         for g0, g1 in runs(p.groups, g["gc"]):
             for ci0, ci1 in runs(p.cig, g["ic"]):
                 for co0, co1 in runs(p.cog, g["cc"]):
@@ -240,7 +242,7 @@ class ConvGradWeightOp(Op):
         nb, gc, ic, cc = dp.n1 - dp.n0, ch.g1 - ch.g0, ch.ci1 - ch.ci0, ch.co1 - ch.co0
         ldx = round_up(dp.l1 - dp.l0, xal)
         if algorithm == "gemm":
-            ds = gemm_dispatches(p, dp, choice, dev, first, lchunk, al)
+            ds = gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al)
             ldw = _gemm_ld(p, cc, al)
             for d in ds:
                 if d.binds[-1] in ("xa", "colT", "cm"):
