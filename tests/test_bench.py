@@ -85,6 +85,22 @@ def test_bench_float16_and_activation_suites(tmp_path, suite):
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"Vulkan backend unavailable: {REASON}")
+def test_bench_backward_suite(tmp_path):
+    """The backward suite on one small model layer: vkconvt's forward and backward (both gradient ops)
+    and PyTorch's, from its worker, every result checked, the table with its ratios."""
+    proc = subprocess.run([sys.executable, "-m", "vkconvt", "bench", "backward", "--models", "kokoro_82m_prosody",
+                           "--budget", "0.05", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    by = {r["impl"]: r for r in records}
+    assert set(by) == {"vkconvt-forward", "vkconvt-backward", "torch-cpu-forward", "torch-cpu-backward"}
+    assert all(r["status"] == "ok" and r["runs"] >= 2 and r["nmse"] <= 1e-7 for r in records), records
+    assert "conv1d:" in by["vkconvt-backward"]["chosen"] and "conv_grad_weight:" in by["vkconvt-backward"]["chosen"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "backward pass per model layer" in summary and "| geomean" in summary
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"Vulkan backend unavailable: {REASON}")
 def test_lavapipe_ceiling_probe():
     """scripts/lavapipe_ceiling.py: every probe shader's result matches its closed form (it exits
     non-zero otherwise) and each configuration reports a positive rate beside NumPy's."""
