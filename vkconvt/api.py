@@ -249,7 +249,7 @@ class ConvTranspose1d:
         if entry is None:
             entry, x = _prepare(x, self.weights, tuple(self.hyper.values()), self.storage, self.epi, request, wait)
             calls.remember(sig, entry, entry[0].params.out_bytes())
-            self.watch(entry[0])
+        self.watch(entry[0])        # also on a hit: the entry may be another layer's of the same configuration
         return _run(entry, x, self.weights, wait)
 
 
