@@ -265,6 +265,7 @@ def bad_loaders(tmp):
             ("libm path", "/lib/x86_64-linux-gnu/libm.so.6", "is not a Vulkan loader")]
 
 
+@needs_vulkan      # (without kp, or a driver, that would be the reason given instead)
 @pytest.mark.parametrize("i", range(6), ids=["missing", "directory", "empty", "text", "libc", "libm"])
 def test_a_bad_vulkan_library_variable_is_one_clear_error(i, tmp_path):
     label, value, why = bad_loaders(str(tmp_path))[i]
