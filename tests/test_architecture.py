@@ -28,7 +28,7 @@ LAYERS = {
     "ops": 5, "profile": 5,
     "backends": 6,
     "planner": 7, "interop": 7,
-    "calls": 8,
+    "calls": 8, "empty": 8,
     "api": 9, "torch_autograd": 9,
     "api_grad": 10, "tune": 10, "bench": 10, "torch": 10, "torch_models": 11, "cli": 12, "__main__": 13, "__init__": 13,
 }

@@ -45,9 +45,17 @@ class Epilogue:
 NONE = Epilogue()
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)     # 3.4028234663852886e38
+
+
 def _slope(name, value):
+    """A scalar parameter as the kernels take it: a finite float32 (PyTorch refuses a float32 op's
+    scalar beyond float32's range: "value cannot be converted to type float without overflow")."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if abs(float(value)) > FLOAT32_MAX:
+        raise ValueError(f"{name}={value!r} cannot be converted to float32 without overflow "
+                         f"(|{name}| must be <= {FLOAT32_MAX!r})")
     return float(np.float32(value))
 
 
@@ -58,6 +66,9 @@ def _channels(name, value, c_out):
         raise ValueError(f"{name} must have shape (C_out,) = ({c_out},); got {got}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite")
+    if (np.abs(arr) > FLOAT32_MAX).any():
+        raise ValueError(f"{name} must be finite in float32: |{name}| <= {FLOAT32_MAX!r}, got "
+                         f"{float(arr[np.abs(arr) > FLOAT32_MAX][0])!r}")
     return arr
 
 
@@ -81,9 +92,17 @@ def check(c_out, activation=None, negative_slope=0.01, alpha=None, beta=None, al
     b = _channels("beta", beta, c_out) if activation == "snakebeta" else a
     if activation == "snake" and beta is not None:
         raise ValueError("beta is only used by activation='snakebeta'")
-    if alpha_logscale:
-        a, b = np.exp(a), np.exp(b)
-    return epi, np.stack([a, 1.0 / (b + EPS)]).astype(np.float32)
+    with np.errstate(over="ignore", divide="ignore"):
+        if alpha_logscale:
+            a, b = np.exp(a), np.exp(b)
+        coef = np.stack([a, 1.0 / (b + EPS)])
+    bad = ~(np.abs(coef) <= FLOAT32_MAX)
+    if bad.any():
+        which = ("exp(alpha)" if alpha_logscale else "alpha") if bad[0].any() else (
+            "1 / (" + ("exp(beta)" if alpha_logscale else "beta" if activation == "snakebeta" else "alpha") + " + 1e-9)")
+        raise ValueError(f"{which} is not a finite float32 for channel {int(np.argmax(bad[0] | bad[1]))} "
+                         f"(|value| must be <= {FLOAT32_MAX!r})")
+    return epi, coef.astype(np.float32)
 
 
 def apply(out, epi, params, channel_axis=1):

@@ -24,6 +24,7 @@ from . import activations, backends, calls, ops, planner
 from .interop import tensor_io
 from .ops.col2im_1d import Col2imParams
 from .ops.matmul import MatmulParams
+from .empty import empty_batch, empty_result
 from .params import (FLOAT_BYTES, Weights, as_float32, as_int, as_stored, check_algorithm, check_bias,
                      check_conv_args, check_host_memory, check_hyper, check_layer_args, check_storage, input_dtype,
                      output_length, to_storage)
@@ -147,6 +148,9 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                                         input_activation, input_negative_slope)
     b = None if bias is None else as_stored("bias", bias, "float64" if storage_ == "float64" else "float32")
     weights = Weights(as_stored("weight", weight, storage_), b, act_params=act_params)
+    empty = empty_batch(x, weights, hyper, request, wait, storage_)
+    if empty is not None:
+        return empty
     entry, x = _prepare(x, weights, hyper, storage_, epi, request, wait)
     calls.remember(sig, (entry, act_params), entry[0].params.out_bytes())
     return _run(entry, x, weights, wait)
@@ -263,9 +267,12 @@ class ConvTranspose1d:
         sig = calls.signature("ConvTranspose1d", (x,), (self.key, wait))
         entry = calls.lookup(sig)
         if entry is None:
+            empty = empty_batch(x, self.weights, tuple(self.hyper.values()), request, wait, self.storage)
+            if empty is not None:
+                return empty
             entry, x = _prepare(x, self.weights, tuple(self.hyper.values()), self.storage, self.epi, request, wait)
             calls.remember(sig, entry, entry[0].params.out_bytes())
-            self.watch(entry[0])
+        self.watch(entry[0])        # also on a hit: the entry may be another layer's of the same configuration
         return _run(entry, x, self.weights, wait)
 
 
@@ -332,15 +339,16 @@ def matmul(a, b, *, backend=None, device=None, wait=True):
         raise ValueError(f"inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
     if a.ndim == 3 and b.ndim == 3 and a.shape[0] != b.shape[0]:
         raise ValueError(f"batch sizes differ: a has shape {a.shape}, b has shape {b.shape}")
-    for nm, arr in (("a", a), ("b", b)):
-        if 0 in arr.shape:
-            raise ValueError(f"{nm} has an empty dimension: shape {arr.shape}")
+    keep3 = a.ndim == 3 or b.ndim == 3
+    batch = a.shape[0] if a.ndim == 3 else b.shape[0] if b.ndim == 3 else 1
+    if 0 in (batch,) + a.shape[-2:] + b.shape[-1:]:      # as PyTorch: empty, or zeros (an empty sum over K)
+        shape = (batch, a.shape[-2], b.shape[-1]) if keep3 else (a.shape[-2], b.shape[-1])
+        return empty_result(shape, a if isinstance(a, DeviceArray) else b, backend=backend, wait=wait)
     a3 = a if a.ndim == 3 else a.reshape((1,) + a.shape)
     b3 = b if b.ndim == 3 else b.reshape((1,) + b.shape)
     p = MatmulParams(a3.shape[0], b3.shape[0], a3.shape[1], a3.shape[2], b3.shape[2])
     out = _run_op("matmul", p, {"a": a3, "b": b3}, (a, b), backend, device, wait,
                   FLOAT_BYTES * p.batch * p.m * p.n, "the result of matmul")
-    keep3 = a.ndim == 3 or b.ndim == 3
     if isinstance(out, calls.Pending):
         return out.then(lambda o: o if keep3 else o[0])
     return out if keep3 else (out.reshape(out.shape[1:]) if isinstance(out, DeviceArray) else out[0])
@@ -363,7 +371,7 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
         raise ValueError(f"col must have shape (N, C, K, L) or (C, K, L); got shape {col.shape}")
     batched = col.ndim == 4
     col4 = col if batched else col.reshape((1,) + col.shape)
-    if 0 in col4.shape:
+    if 0 in col4.shape[1:]:             # N == 0 alone is an empty batch (as PyTorch's fold)
         raise ValueError(f"col has an empty dimension: shape {col.shape}")
     n, c, k, l_in = col4.shape
     l_out = output_length(l_in, k, stride, padding, output_padding, dilation)
@@ -371,6 +379,8 @@ def col2im_1d(col, stride=1, padding=0, dilation=1, output_padding=0, bias=None,
         raise ValueError(f"output length {l_out} must be positive (L={l_in}, K={k}, stride={stride}, "
                          f"padding={padding}, dilation={dilation}, output_padding={output_padding})")
     bias = check_bias(bias, c, "C")
+    if n == 0:
+        return empty_result((0, c, l_out), col, backend=backend, wait=wait)
     p = Col2imParams(n, c, k, l_in, stride, padding, dilation, output_padding, bias is not None)
     out = _run_op("col2im_1d", p, {"col": col4, "bias": bias}, (col,), backend, device, wait,
                   FLOAT_BYTES * n * c * l_out, f"the output of col2im_1d (N={n}, C={c}, L_out={l_out})")

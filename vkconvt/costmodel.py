@@ -99,8 +99,10 @@ def _number(part, k, v):
 
 
 def validate(data, kernel_device=None):
-    """The model in `data`, or ValueError naming the field that is wrong. Kernel entries are held
-    against the kernel table (op, spec fields and their ranges) and, given one, the device."""
+    """The model in `data` (its checked parts only: vulkan, numpy, kernels), or ValueError naming the
+    field that is wrong. Kernel entries are held against the kernel table (op, spec fields, their
+    ranges and the kernel's constraint rules) and, given one, the device. One bad entry rejects the
+    whole file: a file is one run of `tune` (its kernel choice and the model fitted with it)."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     for part in ("vulkan", "numpy"):
@@ -127,7 +129,8 @@ def validate(data, kernel_device=None):
                 kernels.check_spec(name, spec, kernel_device)
             except ValueError as exc:
                 raise ValueError(f"kernels.{op}[{i}]: {exc}") from None
-    return data
+    # nothing unchecked goes on (a profile is hashed: an unchecked part could hold anything)
+    return {k: data[k] for k in ("vulkan", "numpy", "kernels") if k in data}
 
 
 def tuned_choice(data, kernel_device=None):

@@ -289,6 +289,16 @@ def check_bias(bias, channels, what="C_out", floating=False, storage=None):
     return bias
 
 
+def empty_batch_shape(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1, bias=False):
+    """(0, C_out, L_out) for a batched x with no samples (N == 0: PyTorch returns that empty result),
+    after every check a call with one sample gets; None when x is not an empty batch."""
+    x_shape = tuple(int(v) for v in x_shape)
+    if len(x_shape) != 3 or x_shape[0] != 0:
+        return None
+    p, _ = params_from_shapes((1,) + x_shape[1:], w_shape, stride, padding, output_padding, groups, dilation, bias)
+    return 0, p.c_out, p.l_out
+
+
 def check_layer_args(weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Validate a layer's weight, bias and hyper-parameters without an input (any input long enough
     for a positive output length will do). Returns (weight, bias) as float32 contiguous arrays."""

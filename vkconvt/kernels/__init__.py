@@ -26,6 +26,7 @@ the first whose choose() takes it (the portable kernel, last, takes everything).
                conv_transpose1d's weight gradient; conv1d_shaped.py their llvmpipe (_sg) and GPU (_tiled) shapes
 `register(kernel)` adds a kernel at run time (a test's toy op does).
 """
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -151,7 +152,8 @@ def pick(op, choice, local, dev, safe=False):
 def check_spec(name, values, dev=None):
     """The Spec of kernel `name` from untrusted values (a tuning file's), or ValueError saying what
     is wrong: every field an int within the kernel's declared range (default [1, 65535], flags [0,
-    1]), and, with a Device, what that device offers (subgroup size, shared memory, invocations)."""
+    1]), the kernel's `constraint` rules (divisibility, what the shader assumes), and, with a Device,
+    what that device offers (subgroup size, shared memory, invocations)."""
     kern = KERNELS.get(name)
     if kern is None:
         raise ValueError(f"unknown kernel {name!r}")
@@ -166,6 +168,10 @@ def check_spec(name, values, dev=None):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError(f"{name}: spec field {f}={v!r} is not an int in [{lo}, {hi}]")
     spec = kern.make_spec(values)
+    for rule in kern.violations(spec):
+        named = ", ".join(f"{f}={getattr(spec, f)}" for f in kern.spec if re.search(rf"\b{f}\b", rule))
+        raise ValueError(f"{name}: spec field{'s' if ',' in named else ''} {named} break{'' if ',' in named else 's'} "
+                         f"the kernel's rule {rule!r}")
     if dev is not None and not kern.supported(dev, spec):
         raise ValueError(f"{name}: spec {tuple(spec)} needs more than this device offers (subgroup size, "
                          f"shared memory or invocations)")

@@ -1,6 +1,7 @@
 """What every kernel entry is made of: the Kernel record, the piece-local problems, small helpers."""
 import collections
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
@@ -172,10 +173,16 @@ class Kernel:
     # spec fields that may be halved (down to 1) to fit a device's invocation limit (portable kernels,
     # whose grid follows the workgroup size)
     shrink: Tuple[str, ...] = ()
+    # What the shader needs of a spec beyond each field's range: rules over the spec's field names
+    # (Python expressions such as "tn % 4 == 0"), every one true for a spec the kernel can run
+    # correctly; a spec that breaks one is refused (check_spec) and never chosen (supported).
+    constraint: Tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "Spec", collections.namedtuple(f"{self.name}_spec", self.spec))
         object.__setattr__(self, "defaults", {c: self.Spec(*v) for c, v in self.defaults.items()})
+        object.__setattr__(self, "_rules", tuple((r, compile(r, f"<{self.name} constraint>", "eval"))
+                                                 for r in self.constraint))
 
     @property
     def spv(self):
@@ -197,16 +204,32 @@ class Kernel:
         base = self.defaults[device_class]
         return [base] + [base._replace(**alt) for alt in self.search]
 
+    def violations(self, spec):
+        """What spec breaks: a field outside its range (`ranges`, default [1, 65535]), else the rules
+        of `constraint` that do not hold (none: the shader computes it correctly)."""
+        fields = self.make_spec(spec)._asdict()
+        out = []
+        for f, v in fields.items():
+            lo, hi = self.ranges.get(f, (1, 65535))
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+                out.append(f"{lo} <= {f} <= {hi}")
+        if out:                       # a rule may divide by a field that is out of range
+            return out
+        return [rule for rule, code in self._rules if not eval(code, {"__builtins__": {}}, fields)]
+
     def supported(self, dev, spec=None):
         """Whether a device (a Device, or anything with its fields) can run this kernel with spec."""
         spec = self.make_spec(spec or self.defaults.get(getattr(dev, "device_class", "cpu")))
-        return (all(op in dev.subgroup_ops for op in self.subgroup_ops)
+        return (not self.violations(spec) and all(op in dev.subgroup_ops for op in self.subgroup_ops)
                 and (not self.subgroup_ops or self.min_subgroup(spec) <= dev.subgroup_size)
                 and self.shared_bytes(spec) <= dev.max_shared_bytes
                 and self.invocations(spec) <= dev.max_invocations)
 
     def spec_for(self, loc, base, dev):
-        """The spec this kernel runs piece `loc` with, or None when it cannot (or the device cannot)."""
+        """The spec this kernel runs piece `loc` with, or None when it cannot (or the device cannot,
+        or the base spec is one the kernel refuses: never handed to choose)."""
+        if self.violations(base):
+            return None
         spec = tuple(base) if self.choose is None else self.choose(loc, self.make_spec(base), dev)
         if spec is None:
             return None

@@ -16,6 +16,7 @@ from .base import Kernel, cdiv, phase_constants, round_up
 from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
 
 SHUFFLE = ("basic", "shuffle")
+MAX_J = 64          # J >= 80 crashes lavapipe 25.0.7's shader compiler (a stack overflow)
 MAX_S = 65535       # the sg kernel's phase arithmetic ((ph/gd) * inv) needs s < 2**16
 PARALLEL_FLOATS = 1 << 20      # weights this large (4 MiB of float32) are repacked by two threads
 CPUS = os.cpu_count() or 1
@@ -71,7 +72,10 @@ def sg_choose(loc, spec, dev):
     to = 8 if waste(8) <= waste(4) * 1.05 else 4
     n_ph = cdiv(loc.tw, loc.s)
     cands = (48, 32) if to == 8 else (64, 48)
-    j = min(cands, key=lambda jj: (cdiv(n_ph, jj) * jj * (1.0 if jj == cands[0] else 1.03), -jj))
+    fits = [jj for jj in cands if jj % sg == 0]         # a block is whole windows of SG lanes
+    if not fits:
+        return None
+    j = min(fits, key=lambda jj: (cdiv(n_ph, jj) * jj * (1.0 if jj == cands[0] else 1.03), -jj))
     return wg, to, j, ci, sg, edge, pair, cip
 
 
@@ -123,7 +127,15 @@ CONV_SG = Kernel(
     setup=sg_setup, work=sg_work, choose=sg_choose, safe=sg_safe, pack_weights=sg_weights,
     w_floats=lambda loc, spec: loc.G * loc.K * _sg_pads(loc, spec)[0] * _sg_pads(loc, spec)[1],
     subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec.sg, invocations=lambda spec: spec.wg,
-    search=(dict(pair=0), dict(cip=1)), ranges=dict(edge_select=(0, 1), pair=(0, 1), cip=(1, 2), ci=(1, 2)))
+    search=(dict(pair=0), dict(cip=1)),
+    # TO: vec4s of channels per lane (TO4 = TO/4: TO = 6 would leave channels unwritten); SG: a
+    # power of two (it then divides the device's subgroup size), every subgroup holds whole windows
+    # (WG % SG) and a block is whole windows (J % SG; else the shuffles index past the window);
+    # J <= 64 (80 crashes lavapipe's compiler); CI, CIP >= 1 (0: the channel loop never ends), and
+    # the unrolled bodies stay <= 1536 multiply-adds (CI <= 4, CIP <= 2 at J = 48, TO = 8).
+    ranges=dict(wg=(1, 1024), to=(4, 8), j=(4, MAX_J), ci=(1, 4), sg=(4, 128), edge_select=(0, 1), pair=(0, 1),
+                cip=(1, 2)),
+    constraint=("to % 4 == 0", "sg & (sg - 1) == 0", "wg % sg == 0", "j % sg == 0"))
 
 
 # ------------------------------------------------------------------------------- conv_transpose_1d_dw
@@ -207,7 +219,12 @@ CONV_DW = Kernel(
     bindings=(("x", "(nb, G, ldx)"), ("w", "(G, KP)"), ("bias", "(G,) or (1,) unused"), ("out", "(nb, G, tw)")),
     setup=dw_setup, work=dw_work, choose=dw_choose, safe=dw_safe, x_layout=dw_x_layout, pack_weights=dw_weights,
     w_floats=lambda loc, spec: loc.G * round_up(loc.K, 4), invocations=lambda spec: spec.wg,
-    search=(dict(p=8),), ranges=dict(s=(0, 16), edge_select=(0, 1), ov=(1, 4)))
+    search=(dict(p=8),),
+    # S (0: the generic path), KS and OV are set per piece by dw_choose; P: inputs per block read
+    # as vec4 (a multiple of 4), at most 16 (the fast path unrolls S*P*ceil(KS/S) <= 64*P products);
+    # OV: an output vector width dividing a block's S*P outputs.
+    ranges=dict(wg=(1, 1024), s=(0, 16), ks=(1, DW_MAX_FAST_TAPS), p=(4, 16), ov=(1, 4), edge_select=(0, 1)),
+    constraint=("p % 4 == 0", "ov in (1, 2, 4)", "s == 0 or s * p % ov == 0"))
 
 
 # ------------------------------------------------------------------------------- matmul_sg
@@ -230,5 +247,11 @@ MATMUL_SG = Kernel(
     defaults={"cpu": (8, 64, 4, 8, 4), "gpu": (32, 64, 4, 32, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_sg_setup, work=matmul_sg_work, subgroup_ops=SHUFFLE,
     min_subgroup=lambda spec: spec.sg, invocations=lambda spec: spec.wg, align=4,
-    search=(dict(tm=32),), f16=dict(align=4))
+    search=(dict(tm=32),), f16=dict(align=4),
+    # TN: vec4 column groups per lane (TN4 = TN/4: TN = 3 computes no column at all); SG: a power of
+    # two, whole broadcast groups per subgroup (WG % SG) and per row tile (TM % SG); TM <= 64 (96
+    # crashes lavapipe's compiler) and TM*TN <= 256 accumulators; KK: 4 (vec4 A loads) or 2 (vec2).
+    ranges=dict(wg=(1, 1024), tm=(4, 64), tn=(4, 16), sg=(4, 128), kk=(2, 4)),
+    constraint=("tn % 4 == 0", "sg & (sg - 1) == 0", "wg % sg == 0", "tm % sg == 0", "kk in (2, 4)",
+                "tm * tn <= 256"))
 

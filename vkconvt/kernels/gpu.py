@@ -142,7 +142,11 @@ CONV_TILED = Kernel(
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, K, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, tw)")),
     setup=conv_setup, work=conv_work, choose=conv_choose, safe=lambda spec: spec[:6] + (1,),
     pack_weights=conv_weights, w_floats=lambda loc, spec: loc.G * loc.K * loc.cig * round_up(loc.cog, 4),
-    shared_bytes=conv_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, ranges=dict(masked=(0, 1)))
+    shared_bytes=conv_shared, invocations=lambda spec: spec.wg_x * spec.wg_y,
+    # conv_choose sets every field per piece; any sizes are correct, the register tile is bounded
+    # (at most 32 accumulators: 64 VGPRs on AMD, see the module doc)
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm4=(1, 8), tn=(1, 32), bt=(1, 64), bc=(1, 64), masked=(0, 1)),
+    constraint=("4 * tm4 * tn <= 32",))
 
 
 # ------------------------------------------------------------------------------- matmul_tiled
@@ -201,4 +205,8 @@ MATMUL_TILED = Kernel(
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
     defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 4, 2, 16)},
     bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
-    shared_bytes=matmul_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, f16=dict(align=4))
+    shared_bytes=matmul_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, f16=dict(align=4),
+    # matmul_choose sets every field per piece; BK: a multiple of 4 (rows staged as vec4; BK < 4
+    # divides by zero in the shader's padding), the register tile at most 32 accumulators
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 32), tn4=(1, 8), bk=(4, 64)),
+    constraint=("bk % 4 == 0", "tm * 4 * tn4 <= 32"))

@@ -50,7 +50,9 @@ CONV = Kernel(
     bindings=(("x", "(nb, G*cig, lw)"), ("w", "(G*cig, cog, K)"), ("bias", "(G*cog,) or (1,) unused"),
               ("out", "(nb, G*cog, tw)")),
     setup=direct_setup, work=direct_work, choose=direct_choose, invocations=lambda spec: spec.wg,
-    search=(dict(tc=8), dict(tc=8, tt=4)), shrink=("wg",))
+    search=(dict(tc=8), dict(tc=8, tt=4)), shrink=("wg",),
+    # any sizes are correct; the register tile is bounded (16 x 8 takes ~25 s to compile on lavapipe)
+    ranges=dict(wg=(1, 1024), tc=(1, 64), tt=(1, 64)), constraint=("tc * tt <= 128",))
 
 
 # ------------------------------------------------------------------------------- matmul
@@ -84,7 +86,9 @@ MATMUL = Kernel(
     push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn"),
     defaults={"cpu": (8, 1, 8, 8), "gpu": (16, 16, 4, 4)},
     bindings=MATMUL_BINDINGS, setup=matmul_setup, work=matmul_work, invocations=lambda spec: spec.wg_x * spec.wg_y,
-    search=(dict(tm=4),), f16=dict(align=2, choose_wrapper=lambda choose: _even_tn(choose)), shrink=("wg_x", "wg_y"))
+    search=(dict(tm=4),), f16=dict(align=2, choose_wrapper=lambda choose: _even_tn(choose)), shrink=("wg_x", "wg_y"),
+    # any sizes are correct (the float16 twin rounds TN up to even); the register tile is bounded
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 64), tn=(1, 64)), constraint=("tm * tn <= 64",))
 
 
 # ------------------------------------------------------------------------------- col2im_1d
@@ -111,7 +115,7 @@ COL2IM = Kernel(
     signed=("pad",), floats=("act_slope",), spec=("wg",),
     defaults={"cpu": (64,), "gpu": (64,)},
     bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
-    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg, shrink=("wg",))
+    setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg, shrink=("wg",), ranges=dict(wg=(1, 1024)))
 
 
 # ------------------------------------------------------------------------------- to_float16
@@ -132,4 +136,4 @@ TO_FLOAT16 = Kernel(
     push=("n",) + GRID, spec=("wg",), defaults={"cpu": (256,), "gpu": (256,)},
     bindings=(("src", "(n,)"), ("dst", "(n,) as halves")),
     setup=to_float16_setup, work=lambda loc, spec, grid: {"out": float(loc.n)}, invocations=lambda spec: spec.wg,
-    f16=None, shrink=("wg",))
+    f16=None, shrink=("wg",), ranges=dict(wg=(1, 1024)))

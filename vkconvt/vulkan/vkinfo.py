@@ -7,6 +7,9 @@ period) itself. The enumeration order is the loader's, the same one kp.Manager(i
 import ctypes
 import ctypes.util
 import functools
+import os
+import stat
+import warnings
 from dataclasses import dataclass, field
 from typing import Tuple
 
@@ -157,16 +160,59 @@ class VulkanUnavailable(RuntimeError):
     pass
 
 
+# What vkconvt calls in the loader: a library without them is not a Vulkan loader.
+LOADER_FUNCTIONS = ("vkCreateInstance", "vkDestroyInstance", "vkEnumeratePhysicalDevices",
+                    "vkGetPhysicalDeviceProperties", "vkGetPhysicalDeviceMemoryProperties")
+_warned = set()
+
+
 def _load_loader():
-    names = [env.vulkan_library(), "libvulkan.so.1", ctypes.util.find_library("vulkan")]
+    """The Vulkan loader: the one VKCONVT_VULKAN_LIBRARY names when it is set (never silently
+    another), else the system's libvulkan.so.1."""
+    chosen = env.vulkan_library()
+    if chosen is not None:
+        return _load_chosen(chosen)
     errors = []
-    for name in filter(None, names):
+    for name in filter(None, ["libvulkan.so.1", ctypes.util.find_library("vulkan")]):
         try:
             return ctypes.CDLL(name)
         except OSError as exc:
             errors.append(str(exc))
     raise VulkanUnavailable("no Vulkan loader (libvulkan.so.1) could be loaded: " + "; ".join(errors)
                             + " (Debian: apt-get install libvulkan1 mesa-vulkan-drivers)")
+
+
+def _load_chosen(value):
+    """The library VKCONVT_VULKAN_LIBRARY names (a path, or a library name the dynamic linker
+    finds), checked to be a Vulkan loader; VulkanUnavailable naming the variable, and a warning
+    once per process (calls that do not insist on Vulkan then run on the NumPy backend)."""
+    why = None
+    if os.sep in value or os.path.lexists(value):
+        try:
+            st = os.stat(value)
+            if not stat.S_ISREG(st.st_mode):
+                why = "is not a file" + (" (a directory)" if stat.S_ISDIR(st.st_mode) else "")
+            elif st.st_size == 0:
+                why = "is an empty file"
+        except OSError as exc:
+            why = f"cannot be read: {exc.strerror or exc}"
+    lib = None
+    if why is None:
+        try:
+            lib = ctypes.CDLL(value)
+        except OSError as exc:
+            why = f"cannot be loaded: {exc}"
+    if lib is not None:
+        missing = [f for f in LOADER_FUNCTIONS if not hasattr(lib, f)]
+        if not missing:
+            return lib
+        why = f"is not a Vulkan loader (it has no {missing[0]})"
+    msg = (f"VKCONVT_VULKAN_LIBRARY={value!r} {why}; point it at a Vulkan loader such as libvulkan.so.1, "
+           "or unset it")
+    if msg not in _warned:
+        _warned.add(msg)
+        warnings.warn(f"vkconvt: {msg} (the Vulkan backend is unavailable)", RuntimeWarning, stacklevel=2)
+    raise VulkanUnavailable(msg)
 
 
 @functools.lru_cache(maxsize=1)
