@@ -25,11 +25,14 @@ SEED = int(os.environ.get("VKCONVT_FUZZ_SEED", "0"))
 SCALE = float(os.environ.get("VKCONVT_FUZZ_SCALE", "1"))
 # Specs per kernel: cold compiles on lavapipe take ~40 s for conv_transpose_1d_sg and up to ~25 s
 # for the portable conv kernel (large register tiles), a second or less for most others.
-COUNT = {"conv_transpose_1d_sg": 2, "conv_transpose_1d": 3, "conv_transpose_1d_tiled": 2, "matmul_tiled": 2}
+COUNT = {"conv_transpose_1d_sg": 2, "conv_transpose_1d": 3, "conv_transpose_1d_tiled": 2, "matmul_tiled": 2,
+         "conv1d_sg": 2, "conv1d": 3, "conv1d_tiled": 2, "conv1d_grad_weight_sg": 2, "conv1d_grad_weight_tiled": 2}
 PER_CALL_S = 300            # a cold compile of the largest spec on a loaded 2-core machine fits (measured <= 180 s)
 # Case-table rows (tests/cases.py) run per spec: small and odd sizes, bias, dilation, groups,
 # depthwise, K=1337, many input channels, a HiFi-GAN-like layer, an unbatched input.
 ROWS = [0, 2, 5, 7, 10, 11, 13, 17, 18, 19]
+# conv1d's table (CONV1D_CASES): the same kinds of rows, with a resblock-like layer
+ROWS_1D = [0, 2, 5, 7, 10, 11, 13, 19, 20, 21]
 FUZZED = [k.name for k in kernels.KERNELS.values() if k.storage == "float32" and k.spv_path == ""]
 
 ISSUE_SPECS = [("conv_transpose_1d_sg", (8, 8, 48, 1, 0, 0, 1, 2), r"sg=0"),      # all zeros before
@@ -82,7 +85,8 @@ FUZZ = """
     import faulthandler, json, sys, numpy as np, vkconvt
     from vkconvt import kernels, settings
     from cases import CASES, assert_close
-    name, specs, rows, per_call = json.loads(sys.argv[1])
+    from cases import CONV1D_CASES
+    name, specs, rows, rows_1d, per_call = json.loads(sys.argv[1])
     kern = kernels.KERNELS[name]
     cls = vkconvt.backends.get("vulkan").profile().device_class
     rng = np.random.default_rng(1)
@@ -122,6 +126,25 @@ FUZZ = """
                 yield (f"col{shape}", lambda col=col, s=s, p=p, d=d: vkconvt.col2im_1d(
                     col, stride=s, padding=p, dilation=d, backend="vulkan"),
                     vkconvt.col2im_1d(col, stride=s, padding=p, dilation=d, backend="numpy"), 1e-7)
+        if kern.op in ("conv1d", "im2col_1d", "bias_act_1d", "matmul"):
+            for r in rows_1d:
+                c = CONV1D_CASES[r]
+                x, w, b = c.inputs(seed=int(rng.integers(1 << 30)))
+                algo = "direct" if kern.op == "conv1d" else "gemm"
+                yield (f"conv1d{r}", lambda x=x, w=w, b=b, c=c, algo=algo: vkconvt.conv1d(
+                    x, w, b, *c.hyper(), algorithm=algo, backend="vulkan"),
+                    vkconvt.conv1d(x, w, b, *c.hyper(), backend="numpy"), 1e-7)
+        if kern.op in ("conv1d_grad_weight", "im2col_1d", "col2im_1d", "matmul"):
+            for r in rows:
+                c = CASES[r]
+                x, w, b = c.inputs(seed=int(rng.integers(1 << 30)))
+                go = rng.standard_normal(vkconvt.conv_transpose1d(x, w, **c.kwargs(), backend="numpy").shape)
+                go = go.astype(np.float32)
+                algo = "direct" if kern.op == "conv1d_grad_weight" else "gemm"
+                grad = dict(**c.kwargs(), output_mask=(False, True, False))
+                yield (f"gw{r}", lambda x=x, w=w, go=go, grad=grad, algo=algo: vkconvt.conv_transpose1d_backward(
+                    go, x, w, **grad, algorithm=algo, backend="vulkan")[1],
+                    vkconvt.conv_transpose1d_backward(go, x, w, **grad, backend="numpy")[1], 1e-7)
         if kern.op == "to_float16":
             for r in rows:
                 c = CASES[r]
@@ -150,7 +173,7 @@ def test_every_spec_check_spec_accepts_is_exact(name):
     kern = kernels.KERNELS[name]
     rng = np.random.default_rng([SEED, FUZZED.index(name)])
     specs = draw(kern, rng, lavapipe_device(), max(1, round(COUNT.get(name, 4) * SCALE)))
-    r = run_py(FUZZ, [name, specs, ROWS, PER_CALL_S], timeout=PER_CALL_S * (len(specs) + 1) + 120)
+    r = run_py(FUZZ, [name, specs, ROWS, ROWS_1D, PER_CALL_S], timeout=PER_CALL_S * (len(specs) + 1) + 120)
     assert r.returncode == 0, f"specs {specs}: rc {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("SPEC")]
     assert len(lines) == len(specs), r.stdout

@@ -226,7 +226,9 @@ CONV1D = Kernel(
     defaults={"cpu": (8, 8, 8), "gpu": (64, 4, 4)}, bindings=CONV1D_BINDINGS,
     setup=conv1d_setup, work=conv1d_work, choose=conv1d_choose, pack_weights=identity_conv1d_weights,
     w_floats=lambda loc, spec: loc.G * loc.cog * loc.cig * (loc.wk or loc.K), invocations=lambda spec: spec[0],
-    search=(dict(tc=4), dict(tt=4)), shrink=("wg",))
+    search=(dict(tc=4), dict(tt=4)), shrink=("wg",),
+    # a TC x TT register tile per invocation (conv_transpose_1d's rule)
+    ranges=dict(wg=(1, 1024), tc=(1, 64), tt=(1, 64)), constraint=("tc * tt <= 128",))
 
 
 # ------------------------------------------------------------------------------- im2col_1d
@@ -245,7 +247,7 @@ IM2COL = Kernel(
     signed=("pad",), spec=("wg",), defaults={"cpu": (64,), "gpu": (256,)},
     bindings=(("x", "(nb, G*cpg, ldx)"), ("col", "(nb*G, cpg*K, ldcol) or (nb*G, tw, ldcol)")),
     setup=im2col_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.G * loc.cpg * loc.K * loc.tw},
-    invocations=lambda spec: spec[0], shrink=("wg",))
+    invocations=lambda spec: spec[0], shrink=("wg",), ranges=dict(wg=(1, 1024)))
 
 
 # ------------------------------------------------------------------------------- bias_act_1d
@@ -263,7 +265,7 @@ BIAS_ACT = Kernel(
     spec=("wg",), defaults={"cpu": (64,), "gpu": (256,)},
     bindings=(("src", "(nb, C, lds)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, ldo)")),
     setup=bias_act_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.C * loc.tw},
-    invocations=lambda spec: spec[0], shrink=("wg",))
+    invocations=lambda spec: spec[0], shrink=("wg",), ranges=dict(wg=(1, 1024)))
 
 
 # ------------------------------------------------------------------------------- conv1d_grad_weight
@@ -299,6 +301,8 @@ GRAD_WEIGHT = Kernel(
     defaults={"cpu": (8, 8, 8), "gpu": (64, 4, 4)},
     bindings=(("x", "(nb, G*cig, ldx)"), ("go", "(nb, G*cog, ldg)"), ("gw", "(G*cig, cog, ldk)")),
     setup=grad_weight_setup, work=grad_weight_work, choose=grad_weight_choose, invocations=lambda spec: spec[0],
-    search=(dict(ti=4, to=4),), shrink=("wg",))
+    search=(dict(ti=4, to=4),), shrink=("wg",),
+    # a TI x TO register tile per invocation
+    ranges=dict(wg=(1, 1024), ti=(1, 64), to=(1, 64)), constraint=("ti * to <= 128",))
 
 BASE = (CONV1D, IM2COL, BIAS_ACT, GRAD_WEIGHT)

@@ -87,7 +87,12 @@ CONV1D_SG = Kernel(
     setup=sg_setup, work=sg_work, choose=sg_choose, pack_weights=sg_weights,
     w_floats=lambda loc, spec: loc.G * _wk(loc) * _sg_pads(loc, spec)[0] * _sg_pads(loc, spec)[1],
     subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[4], invocations=lambda spec: spec[0],
-    search=(dict(ci=1),))
+    search=(dict(ci=1),),
+    # TO: vec4 channel groups per lane; SG: a power of two, whole shuffle groups per workgroup (WG %
+    # SG: every shuffled lane exists) and per block (J % SG: JR loads per lane); J <= 64 (lavapipe's
+    # compiler crashed at 80 in the sibling kernel); CI input channels per trip
+    ranges=dict(wg=(1, 1024), to=(4, 8), j=(4, MAX_J), ci=(1, 4), sg=(4, 128)),
+    constraint=("to % 4 == 0", "sg & (sg - 1) == 0", "wg % sg == 0", "j % sg == 0"))
 
 
 # ------------------------------------------------------------------------------- conv1d_tiled
@@ -180,7 +185,10 @@ CONV1D_TILED = Kernel(
     bindings=(("x", "(nb, G*cig, ldx)"), ("w", "(G, wk, cig, cogp)"), ("bias", "(G*cog,)"), ("out", "(nb, G*cog, ldo)")),
     setup=tiled_setup, work=tiled_work, choose=tiled_choose, pack_weights=tiled_weights,
     w_floats=lambda loc, spec: loc.G * _wk(loc) * loc.cig * round_up(loc.cog, 4),
-    shared_bytes=tiled_shared, invocations=lambda spec: spec[0] * spec[1])
+    shared_bytes=tiled_shared, invocations=lambda spec: spec[0] * spec[1],
+    # a TN x 4*TM4 register tile per thread (conv_transpose_1d_tiled's rule)
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm4=(1, 8), tn=(1, 32), bt=(1, 64), bc=(1, 64)),
+    constraint=("4 * tm4 * tn <= 32",))
 
 # ------------------------------------------------------------------------------- conv1d_grad_weight_sg
 def gw_sg_choose(loc, spec, dev):
@@ -218,7 +226,11 @@ GRAD_WEIGHT_SG = Kernel(
     bindings=GRAD_WEIGHT.bindings, setup=gw_sg_setup, work=gw_sg_work, choose=gw_sg_choose,
     x_layout=lambda loc, spec: (0, round_up(max(loc.lx, 1), 4)),   # vec4 rows: ldx % 4 == 0, any xoff
     subgroup_ops=SHUFFLE, min_subgroup=lambda spec: spec[3], invocations=lambda spec: spec[0],
-    search=(dict(tm=32),))
+    search=(dict(tm=32),),
+    # matmul_sg's rules: TN vec4 column groups, SG a power of two dividing WG and TM, TM <= 64 and
+    # TM*TN <= 256 accumulators
+    ranges=dict(wg=(1, 1024), tm=(4, 64), tn=(4, 16), sg=(4, 128)),
+    constraint=("tn % 4 == 0", "sg & (sg - 1) == 0", "wg % sg == 0", "tm % sg == 0", "tm * tn <= 256"))
 
 # ------------------------------------------------------------------------------- conv1d_grad_weight_tiled
 def _gw_tile(spec):
@@ -286,7 +298,9 @@ GRAD_WEIGHT_TILED = Kernel(
     push=GRAD_WEIGHT_SG.push, signed=("pad",), floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn", "bk"),
     defaults={"cpu": (16, 8, 4, 4, 16), "gpu": (16, 16, 4, 8, 16)},
     bindings=GRAD_WEIGHT.bindings, setup=gw_tiled_setup, work=gw_tiled_work, choose=gw_tiled_choose,
-    shared_bytes=gw_tiled_shared, invocations=lambda spec: spec[0] * spec[1])
+    shared_bytes=gw_tiled_shared, invocations=lambda spec: spec[0] * spec[1],
+    # a TM x TN register tile per thread
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 16), tn=(1, 16), bk=(1, 64)), constraint=("tm * tn <= 64",))
 
 BASE = (CONV1D_SG, CONV1D_TILED, GRAD_WEIGHT_SG, GRAD_WEIGHT_TILED)
 assert CONV1D_BINDINGS[0] == CONV1D_SG.bindings[0] == CONV1D_TILED.bindings[0]
