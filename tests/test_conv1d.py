@@ -269,6 +269,20 @@ def test_bad_arguments(bad, exc, match):
         vkconvt.conv1d(x, w, b, **args)
 
 
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("vulkan", marks=needs_vulkan)])
+def test_an_empty_batch_is_pytorchs_empty_result(backend):
+    x, w = np.ones((0, 4, 9), np.float32), np.ones((3, 4, 2), np.float32)
+    out = vkconvt.conv1d(x, w, stride=2, backend=backend)
+    assert out.shape == tuple(F.conv1d(torch.from_numpy(x), torch.from_numpy(w), stride=2).shape) == (0, 3, 4)
+    assert vkconvt.conv1d(x.astype(np.float16), w.astype(np.float16), backend=backend).dtype == np.float16
+    with pytest.raises(ValueError, match="weight.shape\\[1\\] \\* groups must equal"):
+        vkconvt.conv1d(x, np.ones((3, 5, 2), np.float32), backend=backend)       # checked as any call
+    gx, gw, gb = vkconvt.conv_transpose1d_backward(np.ones((0, 6, 10)), x, np.ones((4, 6, 2)), backend=backend)
+    assert gx.shape == (0, 4, 9) and not gw.any() and gw.shape == (4, 6, 2) and gb.shape == (6,) and not gb.any()
+    with pytest.raises(ValueError, match="grad_out must have the shape"):
+        vkconvt.conv_transpose1d_backward(np.ones((0, 6, 11)), x, np.ones((4, 6, 2)), backend=backend)
+
+
 def test_reference_is_the_definition():
     """The NumPy reference's l_out argument: fewer or more outputs than PyTorch's length read zeros."""
     rng = np.random.default_rng(6)

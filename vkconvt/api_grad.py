@@ -20,11 +20,12 @@ import numpy as np
 
 from . import activations, calls, planner
 from .api import F16, _check_wait, _device_of, _run, numpy_for_float64, result, stored
+from .empty import empty_result
 from .interop import tensor_io
 from .ops.conv1d import Conv1dParams
 from .ops.conv_grad_weight import GradWeightParams
 from .params import (Weights, as_int, as_stored, check_algorithm, check_conv_args, check_host_memory, check_storage,
-                     input_dtype)
+                     empty_batch_shape, input_dtype)
 from .vulkan.arrays import DeviceArray
 
 __all__ = ["conv1d", "conv_transpose1d_backward", "plan_conv1d", "conv1d_params"]
@@ -48,8 +49,8 @@ def conv1d_params(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, b
     n, c_in, l_in = x_shape if batched else (1,) + x_shape
     if len(w_shape) != 3:
         raise ValueError(f"weight must have shape (C_out, C_in/groups, K); got shape {w_shape}")
-    for name, shape in (("x", x_shape), ("weight", w_shape)):
-        if 0 in shape:
+    for name, shape, dims in (("x", x_shape, x_shape[batched:]), ("weight", w_shape, w_shape)):
+        if 0 in dims:          # an empty batch (N == 0) is PyTorch's empty result, not an error
             raise ValueError(f"{name} has an empty dimension: shape {shape}")
     c_out, cig, k = w_shape
     if c_in % groups or c_out % groups:
@@ -112,6 +113,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     epi, act_params = activations.check(p.c_out, activation, negative_slope, alpha, beta, alpha_logscale,
                                         input_activation, input_negative_slope)
     p = dataclasses.replace(p, epi=epi, storage=storage, out_float16=dtype == F16)
+    if p.n == 0:                 # an empty batch: PyTorch's empty result
+        return empty_result((0, p.c_out, p.l_out), x, _dtype(storage, dtype == F16), backend, wait, algorithm)
     check_host_memory(f"the output of conv1d {p.tag()}", p.out_bytes())
     plan = planner.make_plan("conv1d", p, algorithm, backend, device, max_workspace_bytes)
     entry = (plan, calls.backend_for(plan), batched, storage, dtype == F16, on_device,
@@ -125,6 +128,8 @@ def plan_conv1d(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
     """Plan a conv1d call from shapes alone: see Plan.explain()."""
     check_algorithm(algorithm)
     p, _ = conv1d_params(x_shape, weight_shape, stride, padding, dilation, groups, bias)
+    if p.n == 0:
+        raise ValueError(f"x has an empty dimension: shape {tuple(x_shape)} (an empty batch has nothing to plan)")
     storage = check_storage(storage)
     p = dataclasses.replace(p, storage=storage)
     return planner.make_plan("conv1d", p, algorithm, numpy_for_float64(storage, backend), device, max_workspace_bytes)
@@ -167,7 +172,10 @@ def conv_transpose1d_backward(grad_out, x, weight, stride=1, padding=0, output_p
     storage = check_storage(storage, input_dtype(x))
     backend = numpy_for_float64(storage, backend)
     request = (algorithm, backend, device, max_workspace_bytes)
-    x3, w, _, p, batched = check_conv_args(x, weight, None, stride, padding, output_padding, groups, dilation, storage)
+    hyper = (stride, padding, output_padding, groups, dilation)
+    if getattr(x, "ndim", None) == 3 and x.shape[0] == 0:      # an empty batch: zero gradients, as PyTorch
+        return _empty_backward(grad_out, x, weight, hyper, mask, storage)
+    x3, w, _, p, batched = check_conv_args(x, weight, None, *hyper, storage)
     epi, _ = activations.check(p.c_out, None, input_activation=input_activation,
                                input_negative_slope=input_negative_slope)
     go = _grad_out(grad_out, p, batched, storage)
@@ -189,6 +197,22 @@ def conv_transpose1d_backward(grad_out, x, weight, stride=1, padding=0, output_p
     if mask[2]:
         gb = go.sum(axis=(0, 2), dtype=np.float64 if storage == "float64" else np.float32)
     return gx, gw, gb
+
+
+def _dtype(storage, half):
+    return np.float16 if half else np.float64 if storage == "float64" else np.float32
+
+
+def _empty_backward(grad_out, x, weight, hyper, mask, storage):
+    """The gradients of an empty batch (checked as any call): grad_input empty, the others zeros."""
+    shape = empty_batch_shape(x.shape, getattr(weight, "shape", np.shape(weight)), *hyper)
+    w = as_stored("weight", weight, storage, True)
+    go = as_stored("grad_out", grad_out, storage)
+    if go.shape != shape:
+        raise ValueError(f"grad_out must have the shape of conv_transpose1d's output, {shape}; got shape {go.shape}")
+    dt = _dtype(storage, storage == "float16")
+    return (np.zeros(x.shape, dt) if mask[0] else None, np.zeros(w.shape, dt) if mask[1] else None,
+            np.zeros(shape[1], np.float64 if storage == "float64" else np.float32) if mask[2] else None)
 
 
 def _execute(op, p, args, request, what):
