@@ -9,30 +9,14 @@ import pytest
 
 import vkconvt
 from vkconvt import kernels, reference
-from vkconvt.kernels import conv1d as k1
+from vkconvt import fold as k1
 from cases import CONV1D_CASES, CONV1D_IDS, TOL, Case1d, assert_close, forced, kernels_used, variant_params
 from conftest import needs_vulkan
+from test_numpy_ops import brute_conv1d as brute
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the oracle")
 F = torch.nn.functional
 VARIANTS = variant_params((("conv1d", "direct"), ("matmul", "gemm")))
-
-
-def brute(x, w, b, s, p, d, g, l_out=None):
-    """conv1d by its definition, exact integers (the huge cases PyTorch would allocate)."""
-    n, c_in, l_in = x.shape
-    c_out, cig, k = w.shape
-    l_out = (l_in + 2 * p - d * (k - 1) - 1) // s + 1 if l_out is None else l_out
-    cog = c_out // g
-    out = np.zeros((n, c_out, l_out))
-    for t in range(l_out):
-        for kk in range(k):
-            m = t * s - p + kk * d
-            if 0 <= m < l_in:
-                for gi in range(g):
-                    out[:, gi * cog:(gi + 1) * cog, t] += (x[:, gi * cig:(gi + 1) * cig, m].astype(np.float64)
-                                                           @ w[gi * cog:(gi + 1) * cog, :, kk].T)
-    return out if b is None else out + b[None, :, None]
 
 
 def want(case, x, w, b):

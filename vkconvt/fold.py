@@ -1,4 +1,4 @@
-"""Folding: the piece-local form of a transposed convolution's index arithmetic.
+"""Folding: the piece-local form of a transposed convolution's (and conv1d's) index arithmetic.
 
 For an output window [t0, t1), only the inputs [lb, lb + lw) and taps [kb, kb + kw) that can reach
 it are kept, and the relation t + padding = l*stride + k*dilation becomes i + pad = m*s + q*d in
@@ -74,3 +74,47 @@ def trimmed(l_in, k, stride, dilation, padding, t0, t1):
         return [(t0, t1, f)]
     live = [(r0, r1, fold_window(l_in, k, stride, dilation, padding, r0, r1))]
     return ([(t0, r0, Fold())] if r0 > t0 else []) + live + ([(r1, t1, Fold())] if r1 < t1 else [])
+
+
+# ---------------------------------------------------------------------- conv1d (and the weight gradient)
+def fold_conv1d(l_in, k, stride, dilation, padding, t0, t1):
+    """Fold the output window [t0, t1) of a conv1d, out[t] = sum_k w[k] x[t*stride - padding +
+    k*dilation]: its inputs [lb, lb + lw) and taps [kb, kb + kw), with m = i*s + q*d - pad
+    window-locally (exact Python integers); an empty Fold when nothing lands. The weight gradient
+    folds the same way, x positions in the role of conv1d's outputs."""
+    lo, hi = max(0, t0 * stride - padding), min(l_in, (t1 - 1) * stride - padding + (k - 1) * dilation + 1)
+    if hi <= lo:
+        return Fold()
+    kb = max(0, cdiv(lo + padding - (t1 - 1) * stride, dilation))
+    ke = min(k, (hi - 1 + padding - t0 * stride) // dilation + 1)
+    if ke <= kb:
+        return Fold()
+    lo = max(lo, t0 * stride - padding + kb * dilation)
+    hi = min(hi, (t1 - 1) * stride - padding + (ke - 1) * dilation + 1)
+    if hi <= lo:
+        return Fold()
+    kw = ke - kb
+    return Fold(lo, hi - lo, kb, kw, lo + padding - t0 * stride - kb * dilation,
+                stride if t1 - t0 > 1 else 1, dilation if kw > 1 else 1)
+
+
+def index_bound(tw, f):
+    """The largest index a shader forms for a folded window of tw outputs (pad <= (tw-1)*s)."""
+    return (tw - 1) * f.s + (max(f.kw, 1) - 1) * f.d + f.pad + f.lw + f.s + f.d
+
+
+def conv1d_windows(l_in, k, stride, dilation, padding, l_out, max_tw=None):
+    """[(t0, t1, Fold)] covering [0, l_out): windows of at most max_tw outputs, halved where a
+    window's indices would not fit 32 bits (a single output always fits: its reads lie within the
+    input). With a stride far beyond the input, most outputs are empty windows (bias only)."""
+    out, t0 = [], 0
+    tw = max(1, min(max_tw or l_out, l_out))
+    while t0 < l_out:
+        t1 = min(l_out, t0 + tw)
+        f = fold_conv1d(l_in, k, stride, dilation, padding, t0, t1)
+        while t1 - t0 > 1 and index_bound(t1 - t0, f) >= INT_LIMIT:
+            t1 = t0 + (t1 - t0) // 2
+            f = fold_conv1d(l_in, k, stride, dilation, padding, t0, t1)
+        out.append((t0, t1, f))
+        t0 = t1
+    return out

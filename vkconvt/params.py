@@ -107,8 +107,29 @@ def check_algorithm(algorithm):
     return algorithm
 
 
+STORAGE_BYTES = {"float16": 2, "float64": 8}       # bytes of a stored element (else float32's)
+
+
+class Grouped:
+    """What the ops' problem records share (ConvParams; ops/conv1d.py's and ops/conv_grad_weight.py's):
+    channels per group and the bytes of a stored element."""
+
+    @property
+    def elem_bytes(self):
+        """Bytes per stored element of x, weights and the column buffer (the output is float32)."""
+        return STORAGE_BYTES.get(self.storage, FLOAT_BYTES)
+
+    @property
+    def cig(self):
+        return self.c_in // self.groups
+
+    @property
+    def cog(self):
+        return self.c_out // self.groups
+
+
 @dataclass(frozen=True)
-class ConvParams:
+class ConvParams(Grouped):
     """Shape and hyper-parameters of one conv_transpose1d call (PyTorch semantics)."""
     n: int
     c_in: int
@@ -124,19 +145,6 @@ class ConvParams:
     epi: Epilogue = NONE            # fused activations (activations.py)
     storage: str = "float32"        # how x, the weights and the gemm column buffer are stored on the device
     out_float16: bool = False       # the result is rounded to float16 (a float16 call)
-
-    @property
-    def elem_bytes(self):
-        """Bytes per stored element of x, weights and the column buffer (the output is float32)."""
-        return 2 if self.storage == "float16" else FLOAT_BYTES
-
-    @property
-    def cig(self):
-        return self.c_in // self.groups
-
-    @property
-    def cog(self):
-        return self.c_out // self.groups
 
     @property
     def l_out(self):

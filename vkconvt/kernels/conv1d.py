@@ -8,9 +8,9 @@ by kernels/__init__.py (their float16 twins follow the VKCONVT_F16 rule):
   (kernels/conv1d_shaped.py: conv1d_sg for llvmpipe, conv1d_tiled for GPUs, and the weight
   gradient's _sg and _tiled shapes)
 
-Piece-local problems (dataclasses below) and the host folding (fold_conv1d, conv1d_windows) are
-device-free, like fold.py and base.py: every index a shader computes stays below 2**31. The ops
-that run these kernels are declared in vkconvt/ops/conv1d.py and vkconvt/ops/conv_grad_weight.py.
+Piece-local problems (dataclasses below) are device-free, like base.py's; the host folding that
+keeps every index a shader computes below 2**31 is fold.py's (fold_conv1d, conv1d_windows). The
+ops that run these kernels are declared in vkconvt/ops/conv1d.py and vkconvt/ops/conv_grad_weight.py.
 
 The conv1d kernels' weight is the layer's (C_out, cig, K) reshaped (G, cog, cig, K) for
 pack_weights; the grad_input of conv_transpose1d is conv1d(grad_out, w) with w's (C_in, C_out/g,
@@ -35,9 +35,6 @@ from dataclasses import dataclass
 
 from .base import Kernel, cdiv
 from .portable import ACT_FLOATS, ACT_PUSH, GRID
-
-INT_LIMIT = 1 << 31
-
 
 # ------------------------------------------------------------------------------- piece-local problems
 @dataclass(frozen=True)
@@ -131,60 +128,6 @@ class GradWeightLocal:
     ldg: int = 0
     in_act: int = 0
     in_slope: float = 0.0
-
-
-# ------------------------------------------------------------------------------- folding
-@dataclass(frozen=True)
-class Fold1d:
-    """The inputs [lb, lb + lw) and taps [kb, kb + kw) that meet the output window [t0, t1) of
-    out[t] = sum_k w[k] x[t*stride - padding + k*dilation]: m = i*s + q*d - pad window-locally."""
-    lb: int = 0
-    lw: int = 0
-    kb: int = 0
-    kw: int = 0
-    pad: int = 0
-    s: int = 1
-    d: int = 1
-
-
-def fold_conv1d(l_in, k, stride, dilation, padding, t0, t1):
-    """Fold the output window [t0, t1) (exact Python integers); an empty Fold1d when nothing lands."""
-    lo, hi = max(0, t0 * stride - padding), min(l_in, (t1 - 1) * stride - padding + (k - 1) * dilation + 1)
-    if hi <= lo:
-        return Fold1d()
-    kb = max(0, cdiv(lo + padding - (t1 - 1) * stride, dilation))
-    ke = min(k, (hi - 1 + padding - t0 * stride) // dilation + 1)
-    if ke <= kb:
-        return Fold1d()
-    lo = max(lo, t0 * stride - padding + kb * dilation)
-    hi = min(hi, (t1 - 1) * stride - padding + (ke - 1) * dilation + 1)
-    if hi <= lo:
-        return Fold1d()
-    kw = ke - kb
-    return Fold1d(lo, hi - lo, kb, kw, lo + padding - t0 * stride - kb * dilation,
-                  stride if t1 - t0 > 1 else 1, dilation if kw > 1 else 1)
-
-
-def index_bound(tw, f):
-    """The largest index a shader forms for a folded window of tw outputs (pad <= (tw-1)*s)."""
-    return (tw - 1) * f.s + (max(f.kw, 1) - 1) * f.d + f.pad + f.lw + f.s + f.d
-
-
-def conv1d_windows(l_in, k, stride, dilation, padding, l_out, max_tw=None):
-    """[(t0, t1, Fold1d)] covering [0, l_out): windows of at most max_tw outputs, halved where a
-    window's indices would not fit 32 bits (a single output always fits: its reads lie within the
-    input). With a stride far beyond the input, most outputs are empty windows (bias only)."""
-    out, t0 = [], 0
-    tw = max(1, min(max_tw or l_out, l_out))
-    while t0 < l_out:
-        t1 = min(l_out, t0 + tw)
-        f = fold_conv1d(l_in, k, stride, dilation, padding, t0, t1)
-        while t1 - t0 > 1 and index_bound(t1 - t0, f) >= INT_LIMIT:
-            t1 = t0 + (t1 - t0) // 2
-            f = fold_conv1d(l_in, k, stride, dilation, padding, t0, t1)
-        out.append((t0, t1, f))
-        t0 = t1
-    return out
 
 
 # ------------------------------------------------------------------------------- conv1d (portable)

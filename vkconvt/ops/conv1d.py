@@ -5,7 +5,7 @@ direct: one conv1d kernel per piece (the first of the choice that takes it). gem
 chunks that fit the workspace budget, each three dependent dispatches in the piece's one step:
 im2col_1d (x -> the column buffer), matmul (weights . columns -> the matmul buffer), bias_act_1d
 (bias and the fused activation, into the output). A piece is a batch range, group range,
-output-channel range, input-channel chunk and output window, *folded* (kernels/conv1d.py:
+output-channel range, input-channel chunk and output window, *folded* (fold.py:
 fold_conv1d): its inputs and taps are the ones that meet its window, in window-local coordinates,
 so every index a shader computes fits 32 bits. Input-channel chunks after the first add into the
 output on the host. The problem's l_out is explicit: PyTorch's length, or fewer (the grad_input of
@@ -19,8 +19,9 @@ from .. import activations, kernels, reference
 from ..activations import NONE, Epilogue
 from ..errors import VkconvtMemoryError, WorkspaceTooSmall
 from ..kernels import MatmulLocal, cdiv, round_up
-from ..kernels.conv1d import BiasActLocal, Conv1dLocal, Im2colLocal, conv1d_windows
-from ..params import FLOAT_BYTES
+from ..kernels.conv1d import BiasActLocal, Conv1dLocal, Im2colLocal
+from ..fold import conv1d_windows
+from ..params import FLOAT_BYTES, Grouped
 from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
 from . import Op, register
 from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, _bias_fill, _bias_upload, _portable, matmul_align, run_classes
@@ -28,7 +29,7 @@ from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, _bias_fill, _bias_upload, 
 
 
 @dataclass(frozen=True)
-class Conv1dParams:
+class Conv1dParams(Grouped):
     """Shape and hyper-parameters of one conv1d call (PyTorch semantics; l_out explicit)."""
     n: int
     c_in: int
@@ -44,18 +45,6 @@ class Conv1dParams:
     epi: Epilogue = NONE
     storage: str = "float32"
     out_float16: bool = False
-
-    @property
-    def elem_bytes(self):
-        return {"float16": 2, "float64": 8}.get(self.storage, FLOAT_BYTES)
-
-    @property
-    def cig(self):
-        return self.c_in // self.groups
-
-    @property
-    def cog(self):
-        return self.c_out // self.groups
 
     @property
     def flops(self):

@@ -26,17 +26,17 @@ import numpy as np
 
 from .. import kernels, reference
 from ..errors import AlgorithmUnavailable, VkconvtMemoryError, WorkspaceTooSmall
-from ..fold import INT_LIMIT
+from ..fold import INT_LIMIT, conv1d_windows
 from ..kernels import Col2imLocal, MatmulLocal, round_up
-from ..kernels.conv1d import GradWeightLocal, Im2colLocal, conv1d_windows
-from ..params import FLOAT_BYTES
+from ..kernels.conv1d import GradWeightLocal, Im2colLocal
+from ..params import FLOAT_BYTES, Grouped
 from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
 from . import Op, register
 from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, matmul_align
 
 
 @dataclass(frozen=True)
-class GradWeightParams:
+class GradWeightParams(Grouped):
     """x (n, c_in, l_in) and grad_out (n, c_out, l_out) of a conv_transpose1d -> gw (c_in, c_out/groups, k)."""
     n: int
     c_in: int
@@ -49,18 +49,6 @@ class GradWeightParams:
     dilation: int = 1
     groups: int = 1
     storage: str = "float32"
-
-    @property
-    def elem_bytes(self):
-        return {"float16": 2, "float64": 8}.get(self.storage, FLOAT_BYTES)
-
-    @property
-    def cig(self):
-        return self.c_in // self.groups
-
-    @property
-    def cog(self):
-        return self.c_out // self.groups
 
     @property
     def flops(self):
@@ -88,7 +76,7 @@ class ChannelPiece:
 @dataclass(frozen=True)
 class DataPiece:
     """Batch [n0, n1) and x positions [l0, l1) of a channel piece; fold: the grad_out window and
-    taps they meet (kernels/conv1d.py: Fold1d with x positions as conv1d's outputs)."""
+    taps they meet (fold.py: fold_conv1d with x positions as conv1d's outputs)."""
     ch: ChannelPiece
     n0: int
     n1: int
