@@ -198,7 +198,8 @@ def build_parser():
     e.add_argument("--max-workspace", default=None, help="workspace budget in bytes (suffixes K, M, G)")
     t = subs["tune"] = sub.add_parser("tune", help="calibrate the cost model of algorithm='auto' on a device")
     t.add_argument("--device", default=None, help="Vulkan device: an index or a substring of its name")
-    t.add_argument("--quick", action="store_true", help="a third of the calibration set")
+    t.add_argument("--quick", action="store_true", help="a third of the calibration set, the kernels' default specs")
+    t.add_argument("--search", action="store_true", help="with --quick: search the kernels' specs all the same")
     t.add_argument("--out", default=None, help="write the fitted model here instead of the user cache")
     b = subs["bench"] = sub.add_parser("bench", help="benchmark against NumPy and PyTorch (see --help)")
     from .bench import cli as bench_cli

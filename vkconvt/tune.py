@@ -123,7 +123,7 @@ def _times(fns, dev, kernel_time, budget=1.0, min_runs=3, max_runs=10):
     return [float(np.median(t)) for t in out]
 
 
-def choose_kernels(device=None, quick=False, log=print):
+def choose_kernels(device=None, quick=False, log=print, search=None):
     """{kernel op: ((name, spec), ...)}: per shape class, the fastest kernel variant (and spec) this
     device runs, measured side by side; the portable kernel stays last as the fallback."""
     be = backends.get("vulkan", device=device)
@@ -134,7 +134,8 @@ def choose_kernels(device=None, quick=False, log=print):
         problems = _problems(shapes, op)
         timed = []
         for kern in kernels.variants(kop):
-            specs = [kern.defaults[base.device_class]] + ([] if quick else kern.search_specs(base.device_class)[1:])
+            searched = not quick if search is None else search
+            specs = [kern.defaults[base.device_class]] + (kern.search_specs(base.device_class)[1:] if searched else [])
             for spec in specs:
                 if not kern.supported(base.kernel_device, spec):
                     continue
@@ -259,7 +260,7 @@ def _run(args):
     print(f"tuning {be.describe()}")
     how = "device timestamps" if be.profile().device_class == "gpu" and be.device.timestamps else "wall clock"
     print(f"kernels (median of the class's shapes, {how}, interleaved; * = chosen):", flush=True)
-    choice = choose_kernels(args.device, quick=args.quick)
+    choice = choose_kernels(args.device, quick=args.quick, search=True if getattr(args, "search", False) else None)
     print("chosen: " + "; ".join(f"{op}: " + ", ".join(f"{n}{planner.spec_text(n, s)}" for n, s in entries)
                                  for op, entries in choice.items()))
     print(f"cost model ({sum(map(len, shapes.values()))} shapes; whole calls, wall clock):", flush=True)

@@ -71,6 +71,10 @@ def conv_choose(loc, spec, dev):
     multiply-adds (safe() turns masking on for non-finite weights)."""
     prof = _profile(dev)
     nt, tm4_max, tn, bm, bn_max = (256, 2, 4, 128, 256) if prof == "large" else (128, 1, 4, 64, 128)
+    if prof == "large":
+        # the base spec's register tile and thread count start the search (tune tries others: `search`);
+        # the defaults give the tile above
+        nt, tm4_max, tn = min(nt, spec.wg_x * spec.wg_y), spec.tm4, spec.tn
     while nt > dev.max_invocations:
         nt //= 2
     floor = max(dev.subgroup_size, 1)
@@ -146,7 +150,9 @@ CONV_TILED = Kernel(
     # conv_choose sets every field per piece; any sizes are correct, the register tile is bounded
     # (at most 32 accumulators: 64 VGPRs on AMD, see the module doc)
     ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm4=(1, 8), tn=(1, 32), bt=(1, 64), bc=(1, 64), masked=(0, 1)),
-    constraint=("4 * tm4 * tn <= 32",))
+    constraint=("4 * tm4 * tn <= 32",),
+    # tune's alternatives on a large GPU (the register tile per thread: 16 to 32 accumulators)
+    search=(dict(tm4=1), dict(tm4=1, tn=8), dict(tn=2), dict(wg_x=16, wg_y=16)))
 
 
 # ------------------------------------------------------------------------------- matmul_tiled
@@ -166,7 +172,8 @@ def matmul_choose(loc, spec, dev):
     tiles shrink (outputs per thread, then threads, not below one subgroup) until the grid fills the
     GPU, then until shared memory and invocations fit."""
     prof = _profile(dev)
-    sp = [16, 16, 4, 2, 16] if prof == "large" else [16, 8, 4, 1, 16]
+    # large: the base spec (the defaults: 16 x 16 threads, 4 x 8 each; tune tries others: `search`)
+    sp = list(spec) if prof == "large" else [16, 8, 4, 1, 16]
     while sp[0] * sp[1] > dev.max_invocations:
         sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
     floor = max(dev.subgroup_size, 1)
@@ -209,4 +216,6 @@ MATMUL_TILED = Kernel(
     # matmul_choose sets every field per piece; BK: a multiple of 4 (rows staged as vec4; BK < 4
     # divides by zero in the shader's padding), the register tile at most 32 accumulators
     ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 32), tn4=(1, 8), bk=(4, 64)),
-    constraint=("bk % 4 == 0", "tm * 4 * tn4 <= 32"))
+    constraint=("bk % 4 == 0", "tm * 4 * tn4 <= 32"),
+    # tune's alternatives on a large GPU (tile shape, accumulators per thread, reduction depth)
+    search=(dict(tm=8, tn4=1), dict(tm=2), dict(bk=32), dict(wg_x=32, wg_y=8)))
