@@ -8,7 +8,7 @@ tests/device_limits.py, and print VGPRs, SGPRs, spills, LDS, waves per SIMD and 
 
 Needs only what scripts/setup.sh installs (gcc, libvulkan-dev, mesa-vulkan-drivers); the helper
 program is built once into $VKCONVT_CACHE (default ~/.cache/vkconvt)/gpu-compile. See
-scripts/gpu_compile/README-section.md.
+scripts/gpu_compile/README.md.
 """
 import os
 import sys

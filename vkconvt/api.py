@@ -232,6 +232,7 @@ class ConvTranspose1d:
         self.algorithm, self.backend, self.device = algorithm, backend, device
         self.max_workspace_bytes = max_workspace_bytes
         self._watched = set()
+        self._replay = None
         # what the layer's calls depend on besides x: its weights' shapes, dtypes and configuration
         self.key = (weight.shape, weight.dtype.char, None if bias is None else bias.shape, tuple(self.hyper.items()),
                     self.storage, self.epi, algorithm, backend, device, max_workspace_bytes)
@@ -263,6 +264,10 @@ class ConvTranspose1d:
 
     @tensor_io("x")
     def __call__(self, x, *, wait=True):
+        if wait is True and self._replay is not None:      # the last shape again: replayed (calls.LayerReplay)
+            out = self._replay(x, self.weights)
+            if out is not None:
+                return out
         request = (self.algorithm, self.backend, self.device, self.max_workspace_bytes)
         sig = calls.signature("ConvTranspose1d", (x,), (self.key, wait))
         entry = calls.lookup(sig)
@@ -273,7 +278,10 @@ class ConvTranspose1d:
             entry, x = _prepare(x, self.weights, tuple(self.hyper.values()), self.storage, self.epi, request, wait)
             calls.remember(sig, entry, entry[0].params.out_bytes())
         self.watch(entry[0])        # also on a hit: the entry may be another layer's of the same configuration
-        return _run(entry, x, self.weights, wait)
+        out = _run(entry, x, self.weights, wait)
+        if wait is True and not entry[5]:
+            self._replay = calls.LayerReplay.make(entry[0], entry[1], x, self.weights, entry[2])
+        return out
 
 
 def asarray(x, device=None, dtype=None):

@@ -7,6 +7,8 @@ that belong to a call (not to a backend), hand the result back.
     lookup(sig) / remember(...)  the call cache: a repeated call, exactly like an earlier valid one,
                                  skips validation and planning (one LRU, keyed by value)
     trace()                      a context that records every schedule executed inside it
+    LayerReplay                  a layer's repeated call on host arrays, replayed with the least host
+                                 work (vulkan/replay.py), or declined: then the full path
 
 A call's signature holds everything its validation and plan depend on: the arrays' types, dtypes,
 shapes and contiguity, the hyper-parameters with their types (so 2.0 never passes for 2), the
@@ -181,6 +183,45 @@ class Pending:
         inner = self._transform
         self._transform = transform if inner is None else (lambda out: transform(inner(out)))
         return self
+
+
+class LayerReplay:
+    """A layer's call at one shape, replayed: x a C-contiguous float32 host array of the shape it was
+    made with, the same settings and profiles, no trace active, and the plan's schedule as recorded;
+    call() returns the result, or None where the full path must run (vulkan/replay.py says when)."""
+    __slots__ = ("shape", "state", "plan", "sched", "replay", "weights", "owner", "batched")
+
+    def __init__(self, plan, sched, replay, x, weights, batched):
+        self.shape, self.state = x.shape, (settings.snapshot(), profile.epoch())
+        self.plan, self.sched, self.replay, self.batched = plan, sched, replay, batched
+        self.weights, self.owner = weights, None if weights.token is None else id(weights.token)
+
+    @classmethod
+    def make(cls, plan, be, x, weights, batched):
+        """The replay of a call just run (full path) with host x, or None where it is not eligible."""
+        op, p = plan.op, plan.params
+        if (plan.backend != "vulkan" or type(x) is not np.ndarray or x.dtype != F32 or p.storage != "float32"
+                or not x.flags.c_contiguous or (p.epi.act and not plan.schedule.info.get("fused", True))):
+            return None
+        from .vulkan.replay import replayer
+        owner = None if weights.token is None else id(weights.token)
+        x4 = x if batched else x[None]
+        args = op.bind(p, {"x": x4, "weights": weights, "owner": owner}, op.out_array(p, plan.schedule))
+        replay = replayer(be.dev, plan.schedule, args, plan.profile.memory)
+        return None if replay is None else cls(plan, plan.schedule, replay, x, weights, batched)
+
+    def __call__(self, x, weights):
+        if (type(x) is not np.ndarray or x.shape != self.shape or x.dtype != F32 or not x.flags.c_contiguous
+                or weights is not self.weights or _trace.get() is not None
+                or (settings.snapshot(), profile.epoch()) != self.state):
+            return None
+        plan = self.plan
+        op, p = plan.op, plan.params
+        out = op.out_array(p, self.sched)
+        args = op.bind(p, {"x": x if self.batched else x[None], "weights": weights, "owner": self.owner}, out)
+        if op.exact_needed(plan, args) or not self.replay(args) or op.recheck(plan, args, out):
+            return None
+        return out if self.batched else out[0]
 
 
 class _Done:

@@ -17,7 +17,7 @@ import math
 from .base import Kernel, cdiv, round_up
 from .conv1d import CONV1D_BINDINGS, GRAD_WEIGHT
 from .cpu import SHUFFLE, _blocked_transpose
-from .gpu import MIN_WORKGROUPS, _next_pow2, _profile, shrink_to_fit
+from .gpu import MIN_WORKGROUPS, _next_pow2, _profile, shrink_to_fill, shrink_to_fit
 from .portable import ACT_FLOATS, ACT_PUSH, GRID
 
 MAX_J = 64          # J >= 80 crashed lavapipe 25.0.7's shader compiler in conv_transpose_1d_sg
@@ -137,17 +137,7 @@ def tiled_choose(loc, spec, dev):
     bc = max(1, min(16, loc.cig))
     bt = max(1, min(16 // bc, loc.K))
     sp = [wx, wy, tm4, tn, bt, bc]
-    while math.prod(_grid(loc, sp)) < MIN_WORKGROUPS[prof]:
-        if sp[3] > 1:
-            sp[3] //= 2
-        elif sp[2] > 1:
-            sp[2] //= 2
-        elif sp[0] > 1 and (sp[0] // 2) * sp[1] >= floor:
-            sp[0] //= 2
-        elif sp[1] > 1 and sp[0] * (sp[1] // 2) >= floor:
-            sp[1] //= 2
-        else:
-            break
+    shrink_to_fill(sp, lambda sp: math.prod(_grid(loc, sp)), MIN_WORKGROUPS[prof], floor)
     # halve, in this order: BT, BC (down to 4), TN, TM4, WG_X, BC (down to 1), WG_Y
     return shrink_to_fit(sp, tiled_shared, dev, ((4, 1), (5, 4), (3, 1), (2, 1), (0, 1), (5, 1), (1, 1)))
 

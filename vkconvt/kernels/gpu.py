@@ -35,6 +35,24 @@ def shrink_to_fit(sp, shared, dev, order):
             return None
     return tuple(sp)
 
+
+def shrink_to_fill(sp, workgroups, want, floor):
+    """Halve a tiled kernel's register tile (sp[3], then sp[2]), then its threads (sp[0], then sp[1]; a
+    workgroup not below `floor` invocations) until workgroups(sp) >= want (the grid fills the GPU)."""
+    while workgroups(sp) < want:
+        if sp[3] > 1:
+            sp[3] //= 2
+        elif sp[2] > 1:
+            sp[2] //= 2
+        elif sp[0] > 1 and (sp[0] // 2) * sp[1] >= floor:
+            sp[0] //= 2
+        elif sp[1] > 1 and sp[0] * (sp[1] // 2) >= floor:
+            sp[1] //= 2
+        else:
+            break
+    return sp
+
+
 def _profile(dev):
     """'large' (discrete NVIDIA/AMD, Intel Xe: >= 48 KiB shared, >= 1024 invocations) or 'small'."""
     return "large" if dev.max_shared_bytes >= 48 * 1024 and dev.max_invocations >= 1024 else "small"
@@ -95,18 +113,7 @@ def conv_choose(loc, spec, dev):
     bc = max(1, min(16, loc.cig))
     bt = max(1, min(16 // bc, cdiv(loc.K, kp)))
     sp = [wx, wy, tm4, tn, bt, bc, 0]
-    want = MIN_WORKGROUPS[prof]
-    while math.prod(_conv_grid(loc, sp)[0]) < want:
-        if sp[3] > 1:
-            sp[3] //= 2
-        elif sp[2] > 1:
-            sp[2] //= 2
-        elif sp[0] > 1 and (sp[0] // 2) * sp[1] >= floor:
-            sp[0] //= 2
-        elif sp[1] > 1 and sp[0] * (sp[1] // 2) >= floor:
-            sp[1] //= 2
-        else:
-            break
+    shrink_to_fill(sp, lambda sp: math.prod(_conv_grid(loc, sp)[0]), MIN_WORKGROUPS[prof], floor)
     # halve, in this order: BT, BC (down to 4), TN, TM4, WG_X, BC (down to 1), WG_Y
     return shrink_to_fit(sp, conv_shared, dev, ((4, 1), (5, 4), (3, 1), (2, 1), (0, 1), (5, 1), (1, 1)))
 

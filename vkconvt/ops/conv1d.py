@@ -24,7 +24,8 @@ from ..fold import conv1d_windows
 from ..params import FLOAT_BYTES, Grouped
 from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
 from . import Op, register
-from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, _bias_fill, _bias_upload, _portable, matmul_align, run_classes
+from .conv_transpose1d import (MAX_WINDOWS, MIN_CHUNK, ConvPiece, GroupedIO, _bias_fill, _bias_upload, _portable,
+                               matmul_align, run_classes)
 
 
 
@@ -65,28 +66,10 @@ class Conv1dParams(Grouped):
 
 
 @dataclass(frozen=True)
-class Conv1dPiece:
+class Conv1dPiece(ConvPiece):
     """Batch [n0, n1), groups [g0, g1), output channels [co0, co1) and input channels [ci0, ci1) of
-    each group, outputs [t0, t1), folded. Input-channel chunks after the first add to the output."""
-    n0: int
-    n1: int
-    g0: int
-    g1: int
-    co0: int
-    co1: int
-    ci0: int
-    ci1: int
-    t0: int
-    t1: int
-    fold: object
-
-    @property
-    def empty(self):
-        return self.fold.kw == 0
-
-    @property
-    def first(self):
-        return self.ci0 == 0
+    each group, outputs [t0, t1), folded: conv_transpose1d's piece, with conv1d's local problem.
+    Input-channel chunks after the first add to the output."""
 
     def local(self, p, fused=True):
         f, e = self.fold, p.epi
@@ -219,7 +202,7 @@ def _weight_upload(pc, d, algorithm, p):
     return Transfer("w", "weights", dtype=p.storage, pack=pack, tag=tag, words=-(-words * p.elem_bytes // 4)), words
 
 
-class Conv1dOp(Op):
+class Conv1dOp(GroupedIO, Op):
     def schedule(self, p, algorithm, limits, budget, choice, complete=True, safe=False):
         choice = kernels.for_storage(choice, p.storage)
         al = matmul_align(choice) if algorithm == "gemm" else 1
@@ -316,22 +299,7 @@ class Conv1dOp(Op):
     def describe(self, p):
         return f"conv1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
 
-    # ------------------------------------------------------------------ running
-    def out_array(self, p, sched=None):
-        half = sched is not None and sched.info.get("out_half")
-        dtype = np.float16 if half else (np.float64 if p.storage == "float64" else np.float32)
-        return np.zeros((p.n, p.c_out, p.l_out), dtype=dtype)
-
-    def bind(self, p, args, out):
-        return dict(args, x=args["x"].reshape(p.n, p.groups, p.cig, p.l_in),
-                    out=out.reshape(p.n, p.groups, p.cog, p.l_out))
-
-    def finish(self, sched, args, out):
-        p = sched.params
-        if p.epi.act and not sched.info.get("fused", True):
-            activations.apply(out, p.epi, args["weights"].act_params)
-        return out
-
+    # ------------------------------------------------------------------ running (out_array, bind, finish: GroupedIO)
     def reference(self, p, algorithm, args):
         x, w, b = args["x"], args["weights"].weight, args["weights"].bias
         if x.dtype == np.float16 or w.dtype == np.float16:

@@ -267,7 +267,28 @@ def _bias_fill(pc, p):
     return fill
 
 
-class ConvTranspose1dOp(Op):
+class GroupedIO:
+    """The host side of an op whose x is (n, groups * cig, l_in) and result (n, groups * cog, l_out)."""
+
+    def out_array(self, p, sched=None):
+        half = sched is not None and sched.info.get("out_half")
+        # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
+        return np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if half else
+                        np.float64 if p.storage == "float64" else np.float32)
+
+    def bind(self, p, args, out):
+        """The host views a schedule's transfers index: x and out per group."""
+        return dict(args, x=args["x"].reshape(p.n, p.groups, p.cig, p.l_in),
+                    out=out.reshape(p.n, p.groups, p.cog, p.l_out))
+
+    def finish(self, sched, args, out):
+        p = sched.params
+        if p.epi.act and not sched.info.get("fused", True):
+            activations.apply(out, p.epi, args["weights"].act_params)      # not fusable here: on the host
+        return out
+
+
+class ConvTranspose1dOp(GroupedIO, Op):
     def schedule(self, p, algorithm, limits, budget, choice, complete=True, safe=False):
         choice = kernels.for_storage(choice, p.storage)
         al = matmul_align(choice) if algorithm == "gemm" else 1
@@ -357,24 +378,7 @@ class ConvTranspose1dOp(Op):
     def describe(self, p):
         return f"conv_transpose1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
 
-    # ------------------------------------------------------------------ running
-    def out_array(self, p, sched=None):
-        half = sched is not None and sched.info.get("out_half")
-        # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
-        return np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if half else
-                        np.float64 if p.storage == "float64" else np.float32)
-
-    def bind(self, p, args, out):
-        """The host views a schedule's transfers index: x and out per group."""
-        return dict(args, x=args["x"].reshape(p.n, p.groups, p.cig, p.l_in),
-                    out=out.reshape(p.n, p.groups, p.cog, p.l_out))
-
-    def finish(self, sched, args, out):
-        p = sched.params
-        if p.epi.act and not sched.info.get("fused", True):
-            activations.apply(out, p.epi, args["weights"].act_params)      # not fusable here: on the host
-        return out
-
+    # ------------------------------------------------------------------ running (out_array, bind, finish: GroupedIO)
     def reference(self, p, algorithm, args):
         x, weights = args["x"], args["weights"]
         if x.dtype == np.float16 or weights.weight.dtype == np.float16:
