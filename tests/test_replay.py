@@ -1,5 +1,6 @@
-"""A layer's repeated call on host arrays is replayed (calls.LayerReplay, vulkan/replay.py): the
-recorded sequence submitted once with only x's rows written and the result's rows read. It must give
+"""A repeated call on host arrays (a layer's, or a function's exactly repeated) is replayed
+(calls.CallReplay, vulkan/replay.py): the recorded sequence submitted once with only x's rows
+written (and a function's one-off weights packed) and the result's rows read. It must give
 what the full path gives, count what the full path counts, and step aside wherever the full path
 would do more (another shape, settings or device state changed, a trace, a recording evicted,
 another layer's weights in the buffers)."""
@@ -47,6 +48,41 @@ def test_replay_matches_the_full_path_and_its_counts(case, algorithm, memory, mo
     assert_close(out, ref2)
     assert n == full == traced
     assert n["submissions"] == n["fence_waits"] == 1 and n["recordings"] == 0
+
+
+@pytest.mark.parametrize("memory", ("host", "device"))
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_repeated_function_call_is_replayed_with_its_weights_packed(case, memory, monkeypatch):
+    x, w, b = case.inputs()
+    x2, w2, b2 = case.inputs(seed=1)
+    call = lambda x, w, b: vkconvt.conv_transpose1d(x, w, b, **case.kwargs(), backend="vulkan")  # noqa: E731
+    with vkconvt.settings.override(memory=memory):
+        call(x, w, b)
+        with vkconvt.trace() as runs:
+            _, full = counted(lambda: call(x, w, b))     # a hit: the full path (a trace), which makes the replay
+        call(x, w, b)
+        if len(runs[-1][2].steps) != 1:
+            return
+        with monkeypatch.context() as m:
+            no_full_path(m)
+            out, n = counted(lambda: call(x2, w2, b2))   # other weights of the same shapes: packed again
+    assert_close(out, vkconvt.conv_transpose1d(x2, w2, b2, **case.kwargs(), backend="numpy"))
+    assert n == full and n["submissions"] == n["fence_waits"] == 1
+
+
+def test_a_replayed_function_call_with_non_finite_weights_takes_the_exact_path():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((1, 8, 40)).astype(np.float32), rng.standard_normal((8, 8, 4)).astype(np.float32)
+    for _ in range(3):
+        vkconvt.conv_transpose1d(x, w, stride=2, backend="vulkan")
+    w_inf = w.copy()
+    w_inf[3, 2, 1] = np.inf
+    out = vkconvt.conv_transpose1d(x, w_inf, stride=2, backend="vulkan")
+    ref = vkconvt.conv_transpose1d(x, w_inf, stride=2, backend="numpy")
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(out[fin], ref[fin], rtol=1e-4, atol=1e-4)
 
 
 def test_replay_steps_aside_when_anything_changes(monkeypatch):

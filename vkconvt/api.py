@@ -141,7 +141,16 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if hit is not None:              # a call exactly like an earlier valid one: validated and planned then
         entry, act_params = hit
         b = None if bias is None else stored(bias, "float64" if entry[3] == "float64" else "float32")
-        return _run(entry, x, Weights(stored(weight, entry[3]), b, act_params=act_params), wait)
+        weights = Weights(stored(weight, entry[3]), b, act_params=act_params)
+        replay = calls.replay_for(sig)
+        if replay is not None:
+            out = replay(x, weights, signed=True)
+            if out is not None:
+                return out
+        out = _run(entry, x, weights, wait)
+        if wait is True and not entry[5]:
+            calls.remember_replay(sig, calls.CallReplay.make(entry[0], entry[1], x, weights, entry[2]))
+        return out
     storage_ = check_storage(storage, x.dtype if isinstance(x, DeviceArray) else input_dtype(x))
     c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
     epi, act_params = activations.check(c_out, activation, negative_slope, alpha, beta, alpha_logscale,
@@ -264,7 +273,7 @@ class ConvTranspose1d:
 
     @tensor_io("x")
     def __call__(self, x, *, wait=True):
-        if wait is True and self._replay is not None:      # the last shape again: replayed (calls.LayerReplay)
+        if wait is True and self._replay is not None:      # the last shape again: replayed (calls.CallReplay)
             out = self._replay(x, self.weights)
             if out is not None:
                 return out
@@ -280,7 +289,7 @@ class ConvTranspose1d:
         self.watch(entry[0])        # also on a hit: the entry may be another layer's of the same configuration
         out = _run(entry, x, self.weights, wait)
         if wait is True and not entry[5]:
-            self._replay = calls.LayerReplay.make(entry[0], entry[1], x, self.weights, entry[2])
+            self._replay = calls.CallReplay.make(entry[0], entry[1], x, self.weights, entry[2])
         return out
 
 

@@ -7,8 +7,10 @@ that belong to a call (not to a backend), hand the result back.
     lookup(sig) / remember(...)  the call cache: a repeated call, exactly like an earlier valid one,
                                  skips validation and planning (one LRU, keyed by value)
     trace()                      a context that records every schedule executed inside it
-    LayerReplay                  a layer's repeated call on host arrays, replayed with the least host
-                                 work (vulkan/replay.py), or declined: then the full path
+    CallReplay                   a repeated call on host arrays (a layer's, or a function's exactly
+                                 repeated), replayed with the least host work (vulkan/replay.py), or
+                                 declined: then the full path
+    replay_for(sig) / ...        a function call's replay, by its signature
 
 A call's signature holds everything its validation and plan depend on: the arrays' types, dtypes,
 shapes and contiguity, the hyper-parameters with their types (so 2.0 never passes for 2), the
@@ -185,16 +187,19 @@ class Pending:
         return self
 
 
-class LayerReplay:
-    """A layer's call at one shape, replayed: x a C-contiguous float32 host array of the shape it was
-    made with, the same settings and profiles, no trace active, and the plan's schedule as recorded;
-    call() returns the result, or None where the full path must run (vulkan/replay.py says when)."""
+class CallReplay:
+    """A call at one shape, replayed: x a C-contiguous float32 host array of the shape it was made
+    with, the same settings and profiles, no trace active, the plan's schedule as recorded, and (a
+    layer's) the same kept weights; call() returns the result, or None where the full path must run
+    (vulkan/replay.py says when)."""
     __slots__ = ("shape", "state", "plan", "sched", "replay", "weights", "owner", "batched")
 
     def __init__(self, plan, sched, replay, x, weights, batched):
         self.shape, self.state = x.shape, (settings.snapshot(), profile.epoch())
         self.plan, self.sched, self.replay, self.batched = plan, sched, replay, batched
-        self.weights, self.owner = weights, None if weights.token is None else id(weights.token)
+        # a layer's kept weights must stay the same object; a function's are packed in every call
+        self.weights = None if weights.token is None else weights
+        self.owner = None if weights.token is None else id(weights.token)
 
     @classmethod
     def make(cls, plan, be, x, weights, batched):
@@ -210,10 +215,11 @@ class LayerReplay:
         replay = replayer(be.dev, plan.schedule, args, plan.profile.memory)
         return None if replay is None else cls(plan, plan.schedule, replay, x, weights, batched)
 
-    def __call__(self, x, weights):
-        if (type(x) is not np.ndarray or x.shape != self.shape or x.dtype != F32 or not x.flags.c_contiguous
-                or weights is not self.weights or _trace.get() is not None
-                or (settings.snapshot(), profile.epoch()) != self.state):
+    def __call__(self, x, weights, signed=False):
+        """signed: the caller matched the call's signature (shapes, dtypes, settings, profiles) already."""
+        if not signed and (type(x) is not np.ndarray or x.shape != self.shape or x.dtype != F32 or not x.flags.c_contiguous
+                or (self.weights is not None and weights is not self.weights)
+                or (settings.snapshot(), profile.epoch()) != self.state) or _trace.get() is not None:
             return None
         plan = self.plan
         op, p = plan.op, plan.params
@@ -222,6 +228,18 @@ class LayerReplay:
         if op.exact_needed(plan, args) or not self.replay(args) or op.recheck(plan, args, out):
             return None
         return out if self.batched else out[0]
+
+
+_replays = cache.LRU("replays", 64)
+
+
+def replay_for(sig):
+    return None if sig is None else _replays.get(sig)
+
+
+def remember_replay(sig, replay):
+    if sig is not None:
+        _replays.put(sig, replay)
 
 
 class _Done:

@@ -233,8 +233,9 @@ def _bias_upload(pc, p):
         parts = [np.zeros(p.c_out, np.float32) if w.bias is None else w.bias]
         if p.epi.per_channel:
             parts += [w.act_params[0], w.act_params[1]]
-        view[:nparts * rows].reshape(nparts, pc.g1 - pc.g0, pc.co1 - pc.co0)[...] = np.stack(
-            [a.reshape(p.groups, p.cog)[pc.g0:pc.g1, pc.co0:pc.co1] for a in parts])
+        dst = view[:nparts * rows].reshape(nparts, pc.g1 - pc.g0, pc.co1 - pc.co0)
+        for i, a in enumerate(parts):
+            dst[i] = a.reshape(p.groups, p.cog)[pc.g0:pc.g1, pc.co0:pc.co1]
 
     def tag(args):
         token = args["weights"].token

@@ -1,8 +1,9 @@
 """Replaying a recorded call with the least host work: a layer's repeated call on host arrays.
 
-A layer object (api.ConvTranspose1d) that has run a shape once asks `replayer` for a Replay of that
-call's recording: the step's one recorded sequence, the bound row transfers of x and the result,
-and the tags its kept weights must still carry on the device. Replay(x4, out4) then does only what
+A layer object (api.ConvTranspose1d) that has run a shape once, or a function call repeated exactly,
+asks `replayer` for a Replay of that call's recording: the step's one recorded sequence, the bound
+row transfers of x and the result, the tags a layer's kept weights must still carry on the device
+(a function's one-off weights are packed in each call, as the full path packs them). Replay(x4, out4) then does only what
 execute.run would do for that call (write x's rows, submit and wait once, read the result's rows,
 count it all in the device's counters) and returns False, doing nothing, wherever execute.run would
 do more: the device closed, forked or busy, the recording evicted, the weights' buffers no longer
@@ -12,17 +13,17 @@ step with dispatches, host arrays in and out, a submission that is waited for, n
 import os
 import weakref
 
-from .execute import read_rows, step_io, step_sequence, write_rows
+from .execute import read_rows, step_io, step_sequence, view, write_rows
 
 
 class Replay:
     """Holds no buffer: the recording weakly, its transfers and sequence looked up in it per call (an
     evicted recording frees its buffers while the layer lives on)."""
-    __slots__ = ("dev", "rec", "key", "seq_key", "writes", "tags", "up", "down", "dispatches")
+    __slots__ = ("dev", "rec", "key", "seq_key", "writes", "packs", "tags", "up", "down", "dispatches")
 
-    def __init__(self, dev, rec, key, seq_key, writes, tags, up, down, dispatches):
+    def __init__(self, dev, rec, key, seq_key, writes, packs, tags, up, down, dispatches):
         self.dev, self.rec, self.key, self.seq_key = dev, weakref.ref(rec), key, seq_key
-        self.writes, self.tags = writes, tags
+        self.writes, self.packs, self.tags = writes, packs, tags
         self.up, self.down, self.dispatches = up, down, dispatches
 
     def __call__(self, args):
@@ -43,6 +44,10 @@ class Replay:
             for j in self.writes:
                 t, bound = ups[j]
                 write_rows(dev, bound, args[t.name])
+            for j in self.packs:                        # one-off weights: packed as the full path packs them
+                t = ups[j][0]
+                t.pack(view(rec, t.role, t.dtype), args)
+                tags[id(rec.tensors[t.role])] = None
             c = dev.counters
             c["bytes_up"] += self.up
             c["bytes_down"] += self.down
@@ -66,15 +71,16 @@ def replayer(dev, sched, args, mode):
         return None
     st = sched.steps[0]
     ups, downs = step_io(rec, 0, st)
-    writes, tags, up, staged_up, staged_down = [], [], 0, [], []
+    writes, packs, tags, up, staged_up, staged_down = [], [], [], 0, [], []
     for j, (t, bound) in enumerate(ups):
-        if bound is None:                       # a kernel's own layout: replayed only while kept
+        if bound is None:                       # a kernel's own layout: kept (tagged) or packed per call
             tag = t.tag(args) if t.tag is not None else None
-            if tag is None:
-                return None
-            tags.append((id(rec.tensors[t.role]), tag))
-            continue
-        writes.append(j)
+            if tag is not None:
+                tags.append((id(rec.tensors[t.role]), tag))
+                continue
+            packs.append(j)
+        else:
+            writes.append(j)
         up += t.nbytes
         if mode == "device":
             staged_up.append((t.role, t.nbytes))
@@ -85,4 +91,5 @@ def replayer(dev, sched, args, mode):
             staged_down.append((t.role, t.nbytes))
     variant = (tuple(staged_up), (), tuple(staged_down), ())
     step_sequence(dev, rec, 0, variant, {})
-    return Replay(dev, rec, key, (0, variant), tuple(writes), tuple(tags), up, down, len(st.dispatches))
+    return Replay(dev, rec, key, (0, variant), tuple(writes), tuple(packs), tuple(tags), up, down,
+                  len(st.dispatches))
