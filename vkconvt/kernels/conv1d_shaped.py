@@ -17,7 +17,7 @@ import math
 from .base import Kernel, cdiv, round_up
 from .conv1d import CONV1D_BINDINGS, GRAD_WEIGHT
 from .cpu import SHUFFLE, _blocked_transpose
-from .gpu import MIN_WORKGROUPS, _next_pow2, _profile, shrink_to_fill, shrink_to_fit
+from .gpu import MIN_WORKGROUPS, _profile, shrink_to_fill, shrink_to_fit, thread_tile
 from .portable import ACT_FLOATS, ACT_PUSH, GRID
 
 MAX_J = 64          # J >= 80 crashed lavapipe 25.0.7's shader compiler in conv_transpose_1d_sg
@@ -118,15 +118,8 @@ def tiled_choose(loc, spec, dev):
     memory and invocations fit (the order of conv_transpose_1d_tiled's choice)."""
     prof = _profile(dev)
     nt, tm4_max, tn, bm, bn_max = (256, 2, 8, 128, 256) if prof == "large" else (128, 1, 4, 64, 128)
-    while nt > dev.max_invocations:
-        nt //= 2
+    wx, wy, tm4, tn = thread_tile(dev, loc.cog, nt, tm4_max, tn, bm, bn_max)
     floor = max(dev.subgroup_size, 1)
-    bm = max(4, min(bm, _next_pow2(loc.cog)))
-    tm4 = min(tm4_max, bm // 4)
-    wy = max(1, min(bm // (4 * tm4), nt))
-    wx = min(max(1, nt // wy), 128)
-    while tn * wx > bn_max and tn > 1:
-        tn //= 2
     while tn * wx > max(loc.tw, 16):
         if tn > 1:
             tn //= 2

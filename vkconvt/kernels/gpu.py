@@ -53,6 +53,21 @@ def shrink_to_fill(sp, workgroups, want, floor):
     return sp
 
 
+def thread_tile(dev, cog, nt, tm4_max, tn, bm, bn_max):
+    """(WG_X, WG_Y, TM4, TN) of a tiled conv kernel: nt threads (within the device's invocations), a
+    channel tile of up to bm following cog (TM4 vec4s of channels per thread), TN outputs per thread
+    with the output tile at most bn_max."""
+    while nt > dev.max_invocations:
+        nt //= 2
+    bm = max(4, min(bm, _next_pow2(cog)))
+    tm4 = min(tm4_max, bm // 4)
+    wy = max(1, min(bm // (4 * tm4), nt))
+    wx = min(max(1, nt // wy), 128)
+    while tn * wx > bn_max and tn > 1:
+        tn //= 2
+    return wx, wy, tm4, tn
+
+
 def _profile(dev):
     """'large' (discrete NVIDIA/AMD, Intel Xe: >= 48 KiB shared, >= 1024 invocations) or 'small'."""
     return "large" if dev.max_shared_bytes >= 48 * 1024 and dev.max_invocations >= 1024 else "small"
@@ -93,15 +108,8 @@ def conv_choose(loc, spec, dev):
         # the base spec's register tile and thread count start the search (tune tries others: `search`);
         # the defaults give the tile above
         nt, tm4_max, tn = min(nt, spec.wg_x * spec.wg_y), spec.tm4, spec.tn
-    while nt > dev.max_invocations:
-        nt //= 2
+    wx, wy, tm4, tn = thread_tile(dev, loc.cog, nt, tm4_max, tn, bm, bn_max)
     floor = max(dev.subgroup_size, 1)
-    bm = max(4, min(bm, _next_pow2(loc.cog)))
-    tm4 = min(tm4_max, bm // 4)
-    wy = max(1, min(bm // (4 * tm4), nt))
-    wx = min(max(1, nt // wy), 128)
-    while tn * wx > bn_max and tn > 1:
-        tn //= 2
     while tn * wx > max(2 * max(loc.lw, 1), 16):
         if tn > 1:
             tn //= 2
