@@ -17,7 +17,7 @@ import math
 from .base import Kernel, cdiv, round_up
 from .conv1d import CONV1D_BINDINGS, GRAD_WEIGHT
 from .cpu import SHUFFLE, _blocked_transpose
-from .gpu import MIN_WORKGROUPS, _profile, shrink_to_fill, shrink_to_fit, thread_tile
+from .gpu import MIN_WORKGROUPS, _profile, fit_threads, shrink_2d_to_fill, shrink_to_fill, shrink_to_fit, thread_tile
 from .portable import ACT_FLOATS, ACT_PUSH, GRID
 
 MAX_J = 64          # J >= 80 crashed lavapipe 25.0.7's shader compiler in conv_transpose_1d_sg
@@ -237,27 +237,13 @@ def gw_tiled_choose(loc, spec, dev):
     below one subgroup) until the grid fills the GPU, then until shared memory and invocations fit."""
     prof = _profile(dev)
     sp = [16, 16, 8, 8, 16] if prof == "large" else [16, 8, 4, 4, 16]
-    while sp[0] * sp[1] > dev.max_invocations:
-        sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
-    floor = max(dev.subgroup_size, 1)
+    fit_threads(sp, dev)
     while sp[2] > 1 and _gw_tile(sp)[0] >= 2 * loc.cig:
         sp[2] //= 2
     while sp[3] > 1 and _gw_tile(sp)[1] >= 2 * loc.cog:
         sp[3] //= 2
-    while math.prod(_gw_grid(loc, sp)) < MIN_WORKGROUPS[prof]:
-        bm, bn = _gw_tile(sp)
-        if sp[3] > 1 and bn >= bm:
-            sp[3] //= 2
-        elif sp[2] > 1:
-            sp[2] //= 2
-        elif sp[3] > 1:
-            sp[3] //= 2
-        elif sp[1] > 1 and sp[0] * sp[1] // 2 >= floor:
-            sp[1] //= 2
-        elif sp[0] > 1 and sp[0] * sp[1] // 2 >= floor:
-            sp[0] //= 2
-        else:
-            break
+    shrink_2d_to_fill(sp, _gw_tile, lambda sp: math.prod(_gw_grid(loc, sp)), MIN_WORKGROUPS[prof],
+                      max(dev.subgroup_size, 1))
     return shrink_to_fit(sp, gw_tiled_shared, dev, ((4, 4), (2, 1), (3, 1), (1, 1), (0, 1)))
 
 

@@ -53,6 +53,35 @@ def shrink_to_fill(sp, workgroups, want, floor):
     return sp
 
 
+def fit_threads(sp, dev):
+    """Halve a 2-D workgroup (sp[0] x sp[1] threads; the taller side first) until it fits the
+    device's invocations."""
+    while sp[0] * sp[1] > dev.max_invocations:
+        sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
+
+
+def shrink_2d_to_fill(sp, tile, workgroups, want, floor, wg_y_while_tall=False):
+    """Halve a matmul-like kernel's per-thread tile (sp[3] while the tile is at least as wide as tall,
+    then sp[2], then sp[3]), then its threads (sp[1], then sp[0]; a workgroup not below `floor`
+    invocations) until workgroups(sp) >= want. wg_y_while_tall: sp[1] halves only while the tile
+    (tile(sp) = (rows, columns)) is at least as tall as wide."""
+    while workgroups(sp) < want:
+        bm, bn = tile(sp)
+        if sp[3] > 1 and bn >= bm:
+            sp[3] //= 2
+        elif sp[2] > 1:
+            sp[2] //= 2
+        elif sp[3] > 1:
+            sp[3] //= 2
+        elif sp[1] > 1 and sp[0] * sp[1] // 2 >= floor and (bm >= bn or not wg_y_while_tall):
+            sp[1] //= 2
+        elif sp[0] > 1 and sp[0] * sp[1] // 2 >= floor:
+            sp[0] //= 2
+        else:
+            break
+    return sp
+
+
 def thread_tile(dev, cog, nt, tm4_max, tn, bm, bn_max):
     """(WG_X, WG_Y, TM4, TN) of a tiled conv kernel: nt threads (within the device's invocations), a
     channel tile of up to bm following cog (TM4 vec4s of channels per thread), TN outputs per thread
@@ -189,23 +218,9 @@ def matmul_choose(loc, spec, dev):
     prof = _profile(dev)
     # large: the base spec (the defaults: 16 x 16 threads, 4 x 8 each; tune tries others: `search`)
     sp = list(spec) if prof == "large" else [16, 8, 4, 1, 16]
-    while sp[0] * sp[1] > dev.max_invocations:
-        sp[1 if sp[1] >= sp[0] and sp[1] > 1 else 0] //= 2
-    floor = max(dev.subgroup_size, 1)
-    while cdiv(loc.N, _mm_tile(sp)[1]) * cdiv(loc.M, _mm_tile(sp)[0]) * loc.batch < MIN_WORKGROUPS[prof]:
-        bm, bn = _mm_tile(sp)
-        if sp[3] > 1 and bn >= bm:
-            sp[3] //= 2
-        elif sp[2] > 1:
-            sp[2] //= 2
-        elif sp[3] > 1:
-            sp[3] //= 2
-        elif sp[1] > 1 and sp[0] * sp[1] // 2 >= floor and bm >= bn:
-            sp[1] //= 2
-        elif sp[0] > 1 and sp[0] * sp[1] // 2 >= floor:
-            sp[0] //= 2
-        else:
-            break
+    fit_threads(sp, dev)
+    shrink_2d_to_fill(sp, _mm_tile, lambda sp: cdiv(loc.N, _mm_tile(sp)[1]) * cdiv(loc.M, _mm_tile(sp)[0]) * loc.batch,
+                      MIN_WORKGROUPS[prof], max(dev.subgroup_size, 1), wg_y_while_tall=True)
     return shrink_to_fit(sp, matmul_shared, dev, ((4, 8), (2, 1), (3, 1), (4, 4), (1, 1), (0, 1)))
 
 
