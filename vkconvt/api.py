@@ -91,13 +91,19 @@ def _run(entry, x, weights, wait):
         x4 = x if batched else x.reshape((1,) + x.shape)
     else:
         x4 = stored(x if batched else x[None], storage)
-    args = {"x": x4, "weights": weights, "owner": None if weights.token is None else id(weights.token)}
+    args = {"x": x4, "weights": weights, "owner": weights.owner}
     out = calls.execute(plan, args, wait=wait, device_out=dev_out, be=be)
     if isinstance(out, calls.Pending):
         return out.then(lambda o: result(o, batched, half))
     if on_device and not dev_out:
         return _to_device(plan, result(out, batched, half))
     return result(out, batched, half)
+
+
+def _replay_of(entry, x, weights, wait):
+    """The replay of a call just run on the full path (calls.CallReplay), or None."""
+    plan, be, batched, _, _, on_device, _ = entry
+    return calls.CallReplay.make(plan, be, x, weights, batched) if wait is True and not on_device else None
 
 
 def _to_device(plan, host):
@@ -148,8 +154,7 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
             if out is not None:
                 return out
         out = _run(entry, x, weights, wait)
-        if wait is True and not entry[5]:
-            calls.remember_replay(sig, calls.CallReplay.make(entry[0], entry[1], x, weights, entry[2]))
+        calls.remember_replay(sig, _replay_of(entry, x, weights, wait))
         return out
     storage_ = check_storage(storage, x.dtype if isinstance(x, DeviceArray) else input_dtype(x))
     c_out = check_layer_args(weight, bias, *hyper)[0].shape[1] * as_int("groups", groups, 1)
@@ -259,7 +264,7 @@ class ConvTranspose1d:
         if plan.backend == "vulkan" and plan.profile.index not in self._watched:
             self._watched.add(plan.profile.index)
             be = backends.get("vulkan", device=plan.profile.index)
-            weakref.finalize(self.weights, be.forget_owner, id(self.weights.token))
+            weakref.finalize(self.weights, be.forget_owner, self.weights.owner)
 
     def warmup(self, lengths, batch=1, dtype=np.float32):
         """Make the first call at each input length fast: plan it, compile its pipelines and record it
@@ -288,8 +293,7 @@ class ConvTranspose1d:
             calls.remember(sig, entry, entry[0].params.out_bytes())
         self.watch(entry[0])        # also on a hit: the entry may be another layer's of the same configuration
         out = _run(entry, x, self.weights, wait)
-        if wait is True and not entry[5]:
-            self._replay = calls.CallReplay.make(entry[0], entry[1], x, self.weights, entry[2])
+        self._replay = _replay_of(entry, x, self.weights, wait)
         return out
 
 

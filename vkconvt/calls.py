@@ -199,20 +199,18 @@ class CallReplay:
         self.plan, self.sched, self.replay, self.batched = plan, sched, replay, batched
         # a layer's kept weights must stay the same object; a function's are packed in every call
         self.weights = None if weights.token is None else weights
-        self.owner = None if weights.token is None else id(weights.token)
+        self.owner = weights.owner
 
     @classmethod
     def make(cls, plan, be, x, weights, batched):
         """The replay of a call just run (full path) with host x, or None where it is not eligible."""
-        op, p = plan.op, plan.params
+        p = plan.params
         if (plan.backend != "vulkan" or type(x) is not np.ndarray or x.dtype != F32 or p.storage != "float32"
                 or not x.flags.c_contiguous or (p.epi.act and not plan.schedule.info.get("fused", True))):
             return None
         from .vulkan.replay import replayer
-        owner = None if weights.token is None else id(weights.token)
-        x4 = x if batched else x[None]
-        args = op.bind(p, {"x": x4, "weights": weights, "owner": owner}, op.out_array(p, plan.schedule))
-        replay = replayer(be.dev, plan.schedule, args, plan.profile.memory)
+        # the recording's transfers are bound already: the replayer needs only what names the weights
+        replay = replayer(be.dev, plan.schedule, {"weights": weights, "owner": weights.owner}, plan.profile.memory)
         return None if replay is None else cls(plan, plan.schedule, replay, x, weights, batched)
 
     def __call__(self, x, weights, signed=False):

@@ -219,6 +219,11 @@ class Weights:
         self._layouts = {}
 
     @property
+    def owner(self):
+        """What a device keys the buffers that keep these weights by (None: a one-off call's)."""
+        return None if self.token is None else id(self.token)
+
+    @property
     def finite(self):
         """Whether every weight is finite (kernels may then multiply a weight by a zero margin);
         kept weights are checked once. A sum overflowing to inf only costs the exact kernels."""

@@ -296,10 +296,7 @@ class Conv1dOp(GroupedIO, Op):
         return {"np_calls": 1.0, "np_mac": float(p.flops) / 2, "np_taps": float(min(p.k, p.l_out)),
                 "np_adds": float(p.n) * p.c_out * p.l_out * p.k}
 
-    def describe(self, p):
-        return f"conv1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
-
-    # ------------------------------------------------------------------ running (out_array, bind, finish: GroupedIO)
+    # ------------------------------------------------------------------ running (describe, out_array, bind, finish: GroupedIO)
     def reference(self, p, algorithm, args):
         x, w, b = args["x"], args["weights"].weight, args["weights"].bias
         if x.dtype == np.float16 or w.dtype == np.float16:

@@ -271,6 +271,9 @@ def _bias_fill(pc, p):
 class GroupedIO:
     """The host side of an op whose x is (n, groups * cig, l_in) and result (n, groups * cog, l_out)."""
 
+    def describe(self, p):
+        return f"{self.name} {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
+
     def out_array(self, p, sched=None):
         half = sched is not None and sched.info.get("out_half")
         # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
@@ -376,10 +379,7 @@ class ConvTranspose1dOp(GroupedIO, Op):
         return {"np_calls": 1.0, "np_mac": float(p.flops) / 2, "np_taps": float(min(p.k, p.l_in)),
                 "np_adds": float(p.n) * p.c_out * p.l_in * p.k}
 
-    def describe(self, p):
-        return f"conv_transpose1d {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
-
-    # ------------------------------------------------------------------ running (out_array, bind, finish: GroupedIO)
+    # ------------------------------------------------------------------ running (describe, out_array, bind, finish: GroupedIO)
     def reference(self, p, algorithm, args):
         x, weights = args["x"], args["weights"]
         if x.dtype == np.float16 or weights.weight.dtype == np.float16:

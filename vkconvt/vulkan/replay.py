@@ -61,8 +61,8 @@ class Replay:
 
 
 def replayer(dev, sched, args, mode):
-    """A Replay of `sched` as execute.run last ran it with `args` (bound host arrays, "owner"), or None
-    where the call is not eligible or was not recorded."""
+    """A Replay of `sched` as execute.run last ran it for `args` ("weights" and "owner": what names the
+    weights' buffers), or None where the call is not eligible or was not recorded."""
     if len(sched.steps) != 1 or not sched.steps[0].dispatches:
         return None
     key = (id(sched), mode, args.get("owner"), False)
