@@ -8,15 +8,17 @@
 // aligned leading dimension). Only the taps of the output's phase that land on one of
 // the lc columns are visited (their range is computed). Outputs i >= fresh_from are written
 // (bias + sum); outputs i < fresh_from already hold an earlier column chunk's sum and are added to:
-// the accumulate mode of the chunked gemm path.
+// the accumulate mode of the chunked gemm path. With slices > 1 the column buffer holds that many
+// partial column buffers, slice_stride floats apart (a split-K matmul's slices of its reduction):
+// each entry is their sum, taken in slice order (deterministic, no atomics).
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
 
 #ifdef VKCONVT_F16
-layout(std430, binding = 0) readonly buffer BufCol { uint col_h[]; };    // (nb, C, K, ldcol), lc used
+layout(std430, binding = 0) readonly buffer BufCol { uint col_h[]; };    // (slices, nb, C, K, ldcol), lc used
 #define LD_col(i) unpackHalf2x16(col_h[(i) >> 1])[(i) & 1u]
 #else
-layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (nb, C, K, ldcol), lc used
+layout(std430, binding = 0) readonly buffer BufCol { float col[]; };    // (slices, nb, C, K, ldcol), lc used
 #define LD_col(i) col[i]
 #endif
 layout(std430, binding = 1) readonly buffer BufBias { float bias[]; };  // (C,) or (1,) unused
@@ -24,6 +26,7 @@ layout(std430, binding = 2) buffer BufOut { float outp[]; };            // (nb, 
 
 layout(push_constant) uniform Push {
     uint C; uint K; uint lc; uint ldcol; uint tw; uint i_begin; uint i_count; uint fresh_from; uint has_bias;
+    uint slices; uint slice_stride;
     uint s; uint d; int pad; uint kp; uint gdiv; uint dinv;
     uint act; float act_slope;
     uint grid_x; uint grid_y; uint grid_z;
@@ -53,7 +56,8 @@ void group(uvec3 G) {
         const uint row = (n * pc.C + c) * pc.K;
         for (int v = v_lo; v <= v_hi; ++v) {
             const uint q = q_r + uint(v) * pc.kp;
-            acc += LD_col((row + q) * pc.ldcol + uint(J - c_r - v * P));
+            const uint at = (row + q) * pc.ldcol + uint(J - c_r - v * P);
+            for (uint sl = 0u; sl < pc.slices; ++sl) acc += LD_col(at + sl * pc.slice_stride);
         }
     }
 

@@ -3,8 +3,14 @@
 #extension GL_EXT_control_flow_attributes : require
 // kernel "matmul_tiled": the GPU-shaped batched matmul, float32, row-major, any M, N, K >= 1.
 //
-//     C[b] = A[b % a_batch_mod] · B[b][:, b_offset : b_offset + N]        for b < grid z
+//     C[b] = A[b % a_batch_mod] · B[b][:, b_offset : b_offset + N]        for b < batch
 //     C[b][m][n] = sum_{k<K} A[b % a_batch_mod][m][k] * B[b][k][b_offset + n]
+//
+// Split-K (KS > 1): the reduction is cut into KS slices of KC = roundup(ceil(K / KS), BK) rows, one
+// per workgroup along z, so a grid too small to fill a GPU gets KS times the workgroups without
+// shrinking the tiles. Slice j writes its partial product to C[j * batch + b] (KS copies of C, each
+// batch * c_batch_stride floats); the consumer sums them in a fixed order (col2im_1d's `slices`):
+// no atomics, the same result on every run. A slice past K writes zeros. grid z = KS * batch.
 //
 // Same push-constant semantics as shaders/matmul.comp (a drop-in replacement; only the
 // specialization constants and the grid differ).
@@ -12,7 +18,7 @@
 // Bindings (std430, float32, element offsets, every index < 2^32):
 //   0  A  (a_batch_mod, M, lda) at a[(b % a_batch_mod)*a_batch_stride + m*lda + k]    readonly
 //   1  B  (batch, K, ldb)       at b[b*b_batch_stride + k*ldb + b_offset + n]         readonly
-//   2  C  (batch, M, ldc)       at c[b*c_batch_stride + m*ldc + n]                    writeonly
+//   2  C  (KS, batch, M, ldc)   at c[(j*batch + b)*c_batch_stride + m*ldc + n]        writeonly
 //   Bindings 0/1/2 are also declared as vec4 arrays (the same buffers, aliased) for 16-byte loads
 //   and stores; those are used only where the alignment test below holds, so any alignment works.
 //
@@ -26,10 +32,11 @@
 //   2: TM   = 4    rows of C per thread (scalars)
 //   3: TN4  = 1    column quads of C per thread (TN = 4*TN4 columns, held as vec4)
 //   4: BK   = 16   depth of the shared-memory k tile; must be a multiple of 4, >= 4
+//   5: KS   = 1    slices of the reduction (split-K, see above); 1: C is written whole
 //   Workgroup tile: BM = TM*WG_Y rows by BN = 4*TN4*WG_X columns.
 //   Constraints: WG_X*WG_Y <= maxComputeWorkGroupInvocations (and <= maxComputeWorkGroupSize per
 //   dimension); shared bytes <= maxComputeSharedMemorySize; a multiple of the subgroup size is best.
-//   Logical grid: (ceil(N / BN), ceil(M / BM), batch), walked grid-stride (common.glsl).
+//   Logical grid: (ceil(N / BN), ceil(M / BM), KS * batch), walked grid-stride (common.glsl).
 //
 // Shared memory: 4*BK*(BM + APAD) + 4*BK*BN bytes, APAD = BK >= 32 ? 1 : 32/BK
 //   (defaults: BM 64, BN 64, BK 16 -> 8320 bytes; host.py checks it against the device limit).
@@ -54,6 +61,7 @@ layout(constant_id = 1) const uint WG_Y = 16;
 layout(constant_id = 2) const uint TM = 4;
 layout(constant_id = 3) const uint TN4 = 1;
 layout(constant_id = 4) const uint BK = 16;
+layout(constant_id = 5) const uint KS = 1;
 
 const uint BM = TM * WG_Y;
 const uint BN = 4u * TN4 * WG_X;
@@ -95,9 +103,9 @@ layout(std430, binding = 1) readonly buffer BufB4 { vec4 b4[]; };
 #define LD_b4(i) b4[i]
 #endif
 #ifdef VKCONVT_F16
-layout(std430, binding = 2) writeonly buffer BufC { uvec2 c4_h[]; };   // (batch, M, ldc); 4 halves per uvec2
+layout(std430, binding = 2) writeonly buffer BufC { uvec2 c4_h[]; };   // (ks, batch, M, ldc); 4 halves per uvec2
 #else
-layout(std430, binding = 2) writeonly buffer BufC { float c[]; };      // (batch, M, ldc)
+layout(std430, binding = 2) writeonly buffer BufC { float c[]; };      // (ks, batch, M, ldc)
 layout(std430, binding = 2) writeonly buffer BufC4 { vec4 c4[]; };
 #endif
 layout(push_constant) uniform Push {
@@ -121,8 +129,13 @@ void group(uvec3 G) {
     const uint tid = ty * WG_X + tx;
     const uint n0 = (G.x) * BN;
     const uint m0 = (G.y) * BM;
-    const uint batch = G.z;
+    const uint nbatch = pc.grid_z / KS;
+    const uint batch = G.z % nbatch;           // G.z = slice * nbatch + batch
     if (m0 >= pc.M || n0 >= pc.N) return;     // uniform over the workgroup
+    // this workgroup's rows of the reduction: [kb, ke) (all of K unless split)
+    const uint kc = KS == 1u ? pc.K : ((pc.K + KS - 1u) / KS + BK - 1u) / BK * BK;
+    const uint kb = min(pc.K, (G.z / nbatch) * kc);
+    const uint ke = min(pc.K, kb + kc);
 
     const uint a_base = (batch % pc.a_batch_mod) * pc.a_batch_stride;
     const uint b_base = batch * pc.b_batch_stride + pc.b_offset;
@@ -133,7 +146,7 @@ void group(uvec3 G) {
     [[unroll]] for (uint i = 0; i < TM; ++i)
         [[unroll]] for (uint j = 0; j < TN4; ++j) acc[i][j] = vec4(0.0);
 
-    for (uint k0 = 0; k0 < pc.K; k0 += BK) {
+    for (uint k0 = kb; k0 < ke; k0 += BK) {
         // ---- stage A[m0 : m0+BM, k0 : k0+BK] -> As[k][m] (transposed)
         [[unroll]] for (uint e0 = 0; e0 < BM * BK4; e0 += NT) {
             const uint e = e0 + tid;
@@ -145,11 +158,11 @@ void group(uvec3 G) {
                 vec4 v = vec4(0.0);
                 if (gm < pc.M) {
                     const uint idx = a_base + gm * pc.lda + gk;
-                    if (a_vec && gk + 3u < pc.K) {
+                    if (a_vec && gk + 3u < ke) {
                         v = LD_a4(idx / 4u);
                     } else {
                         [[unroll]] for (uint q = 0; q < 4u; ++q)
-                            if (gk + q < pc.K) v[q] = LD_a(idx + q);
+                            if (gk + q < ke) v[q] = LD_a(idx + q);
                     }
                 }
                 [[unroll]] for (uint q = 0; q < 4u; ++q) As[(kq + q) * BMP + row] = v[q];
@@ -164,7 +177,7 @@ void group(uvec3 G) {
                 const uint gk = k0 + kr;
                 const uint gn = n0 + 4u * nq;
                 vec4 v = vec4(0.0);
-                if (gk < pc.K) {
+                if (gk < ke) {
                     const uint idx = b_base + gk * pc.ldb + gn;
                     if (b_vec && gn + 3u < pc.N) {
                         v = act_in4(LD_b4(idx / 4u));
@@ -191,7 +204,7 @@ void group(uvec3 G) {
     }
 
     // ---- store: consecutive lanes write consecutive vec4 of a row of C
-    const uint c_base = batch * pc.c_batch_stride;
+    const uint c_base = G.z * pc.c_batch_stride;      // slice * nbatch + batch
 #ifndef VKCONVT_F16
     const bool c_vec = (pc.ldc % 4u == 0u) && (c_base % 4u == 0u);
 #endif

@@ -46,7 +46,7 @@ ISSUE_SPECS = [("conv_transpose_1d_sg", (8, 8, 48, 1, 0, 0, 1, 2), r"sg=0"),    
                ("matmul_sg", (8, 64, 4, 8, 3), r"kk=3"),
                ("matmul_sg", (8, 64, 4, 6, 4), r"sg=6 breaks .*'sg & \(sg - 1\) == 0'"),
                ("conv_transpose_1d_dw", (8, 2, 12, 6, 2, 0), r"p=6 breaks"),
-               ("matmul_tiled", (16, 8, 4, 1, 2), r"bk=2"),
+               ("matmul_tiled", (16, 8, 4, 1, 2, 1), r"bk=2"),
                ("matmul", (8, 1, 0, 8), r"tm=0"),
                ("col2im_1d", (0,), r"wg=0")]
 

@@ -20,12 +20,15 @@ from cases import CASES, TOL, Case, assert_close
 
 
 def variants(be):
-    """Settings overrides: the device's default choice, then each kernel variant forced alone."""
+    """Settings overrides: the device's default choice, then each kernel variant forced alone, then
+    matmul_tiled splitting the reduction (split-K: BK 4, up to 8 slices, summed by col2im_1d)."""
     out = [{}]
     for op in kernels.OPS:
         for k in kernels.variants(op):
             if be.supports(k) and len(kernels.variants(op)) > 1:
                 out.append({"kernels": {op: k.name}})
+    if be.supports(kernels.KERNELS["matmul_tiled"]):
+        out.append({"kernels": {"matmul": kernels.only("matmul_tiled", "cpu", (16, 8, 4, 1, 4, 8))}})
     return out
 
 
@@ -36,7 +39,8 @@ def used(runs):
 def run_cases():
     be = backends.get("vulkan")
     cases = [c for c in CASES if c.k < 1000 and c.l < 1000][:8] + [
-        Case(n=2, c_in=6, c_out=4, l=30, k=5, stride=3, padding=2, output_padding=1, groups=2, bias=True)]
+        Case(n=2, c_in=6, c_out=4, l=30, k=5, stride=3, padding=2, output_padding=1, groups=2, bias=True),
+        Case(c_in=40, c_out=5, l=9, k=3, stride=2, bias=True)]      # splits the reduction with split-K
     for memory in ("host", "device"):
         # device: device-local buffers with staging copies in the call's command buffer (discrete GPUs)
         be.dev.clear()

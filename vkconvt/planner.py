@@ -178,17 +178,19 @@ def workspace_bytes(x_shape, weight_shape, stride=1, padding=0, output_padding=0
                     max_workspace_bytes=None, storage="float32"):
     """Extra device memory of each algorithm, no device needed: {"direct": 0, "gemm": bytes}. With a
     budget, the gemm figure is its column buffer once chunked to fit the budget; storage="float16"
-    halves it (columns stored as halves)."""
+    halves it (columns stored as halves). This is the least gemm needs: on a GPU whose grid the
+    problem cannot fill, a plan may hold split-K slices (more column buffers) where the budget has
+    room for them; its `workspace_bytes` and explain() say what it holds."""
     p, _ = params_from_shapes(x_shape, weight_shape, stride, padding, output_padding, groups, dilation)
     p = dataclasses.replace(p, storage=check_storage(storage))
     op = ops.get("conv_transpose1d")
     if max_workspace_bytes is None:
         return op.workspace(p)
     budget = check_budget(max_workspace_bytes)
-    # The column buffer's size does not depend on kernels or tile sizes: any device will do.
+    # One column buffer's size does not depend on kernels or tile sizes: any device will do.
     prof = profile.for_limits("gpu", max_buffer_bytes=budget)
     classes = op.schedule(p, "gemm", prof.limits, budget, prof.choice, complete=False)
-    return {"direct": 0, "gemm": classes.workspace_bytes}
+    return {"direct": 0, "gemm": classes.info["columns"]}
 
 
 _plans = cache.LRU("plans", 512)

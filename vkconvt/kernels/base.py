@@ -82,12 +82,17 @@ class MatmulLocal:
     b_offset: int
     in_act: int = 0            # input activation applied to B (x, on the gemm path) as it is loaded
     in_slope: float = 0.0
+    # split-K: how many partial copies of C (slices of the reduction, each batch * c_batch_stride
+    # floats, one after another) the buffer holds and the consumer sums; 1: C is written whole
+    max_splits: int = 1
 
 
 @dataclass(frozen=True)
 class Col2imLocal:
     """out[n, c, i] (+)= sum col[n, c, q, m] over i + pad == m*s + q*d, for i in [i_begin, i_begin +
-    i_count); outputs i < fresh_from accumulate. col rows are ldcol floats apart (>= lc)."""
+    i_count); outputs i < fresh_from accumulate. col rows are ldcol floats apart (>= lc). With
+    slices > 1, col is that many partial column buffers slice_stride floats apart (a split-K
+    matmul's), summed."""
     nb: int
     C: int
     K: int
@@ -103,6 +108,8 @@ class Col2imLocal:
     ldcol: int = 0
     act: int = 0               # fused output activation (only when this dispatch writes final outputs)
     act_slope: float = 0.0
+    slices: int = 1
+    slice_stride: int = 0
 
     def phase_fields(self):
         g, kp, _, dinv = phase_constants(self.s, self.d)
@@ -177,6 +184,8 @@ class Kernel:
     # (Python expressions such as "tn % 4 == 0"), every one true for a spec the kernel can run
     # correctly; a spec that breaks one is refused (check_spec) and never chosen (supported).
     constraint: Tuple[str, ...] = ()
+    # matmul kernels: how many partial copies of C a spec writes (split-K slices, see MatmulLocal)
+    slices: Callable = lambda spec: 1
 
     def __post_init__(self):
         object.__setattr__(self, "Spec", collections.namedtuple(f"{self.name}_spec", self.spec))

@@ -93,7 +93,8 @@ class Im2colLocal:
 
 @dataclass(frozen=True)
 class BiasActLocal:
-    """out[n, c, ooff + i] = act(src[n, c, i] + bias[c]) (src rows lds apart, out rows ldo)."""
+    """out[n, c, ooff + i] = act(src[n, c, i] + bias[c]) (src rows lds apart, out rows ldo); with
+    slices > 1, src is the sum of that many partial products slice_stride apart (split-K)."""
     nb: int
     C: int
     tw: int
@@ -103,6 +104,8 @@ class BiasActLocal:
     has_bias: bool = False
     act: int = 0
     act_slope: float = 0.0
+    slices: int = 1
+    slice_stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -197,17 +200,18 @@ IM2COL = Kernel(
 def bias_act_setup(loc, spec):
     (wg,) = spec
     fields = dict(C=loc.C, tw=loc.tw, lds=loc.lds, ldo=loc.ldo, ooff=loc.ooff, has_bias=int(loc.has_bias),
-                  act=loc.act, act_slope=loc.act_slope)
+                  slices=loc.slices, slice_stride=loc.slice_stride, act=loc.act, act_slope=loc.act_slope)
     return (cdiv(loc.tw, wg), loc.C, loc.nb), fields
 
 
 BIAS_ACT = Kernel(
     name="bias_act_1d", op="bias_act_1d",
     summary="gemm epilogue: the matmul's rows + bias, fused activation, into the output's layout",
-    push=("C", "tw", "lds", "ldo", "ooff", "has_bias", "act", "act_slope") + GRID, floats=("act_slope",),
+    push=("C", "tw", "lds", "ldo", "ooff", "has_bias", "slices", "slice_stride", "act", "act_slope") + GRID,
+    floats=("act_slope",),
     spec=("wg",), defaults={"cpu": (64,), "gpu": (256,)},
-    bindings=(("src", "(nb, C, lds)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, ldo)")),
-    setup=bias_act_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.C * loc.tw},
+    bindings=(("src", "(slices, nb, C, lds)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, ldo)")),
+    setup=bias_act_setup, work=lambda loc, spec, grid: {"out": float(loc.nb) * loc.C * loc.tw * loc.slices},
     invocations=lambda spec: spec[0], shrink=("wg",), ranges=dict(wg=(1, 1024)))
 
 

@@ -6,7 +6,15 @@ test suite forces them); their speed on a GPU has not been measured here (no GPU
 
   conv_transpose_1d_tiled  the direct conv as a matmul per output phase:
                            [cog x (cig*taps)] . [(cig*taps) x outputs], shifted input columns
-  matmul_tiled             BM x BN tiles of C, A and B staged through shared memory
+  matmul_tiled             BM x BN tiles of C, A and B staged through shared memory; split-K (KS slices
+                           of the reduction) where the grid is too small to fill the GPU
+
+Split-K: where C has too few tiles to fill the GPU (fewer than MIN_WORKGROUPS), matmul_tiled first
+cuts the reduction into KS slices (spec `ks`: at most that many; each slice at least SPLIT_MIN_TILES
+k tiles deep) that write KS partial copies of C, summed by the consumer in slice order (col2im_1d on
+the gemm path; deterministic, no atomics); only if the grid is still short do the per-thread tiles
+shrink. It applies where the consumer sums slices and the workspace budget holds them
+(MatmulLocal.max_splits; the gemm path of conv_transpose1d). tune's search tries ks=1 against it.
 
 Register tiles hold at most 32 accumulators per thread (8 x 4 or 4 x 8): compiled by AMD's ACO
 (scripts/gpu_compile_report.py) that is 64 VGPRs, 4 waves per SIMD on GCN and 8-16 on RDNA; the
@@ -17,9 +25,12 @@ import math
 
 from .base import Kernel, cdiv, phase_constants, round_up
 from .cpu import _blocked_transpose
-from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_BINDINGS, MATMUL_PUSH, matmul_setup
+from .portable import ACT_FLOATS, ACT_PUSH, GRID, MATMUL_PUSH, matmul_setup
 
 MIN_WORKGROUPS = {"large": 256, "small": 32}      # enough tiles to fill ~100 / ~8 compute units
+# k tiles (BK rows) per split-K slice at least: a slice of 64 x 128 outputs then does >= 64 multiply-adds
+# per partial sum it writes, above a GPU's ratio of arithmetic to memory bandwidth (~25 on an H200)
+SPLIT_MIN_TILES = 4
 
 
 
@@ -80,6 +91,16 @@ def shrink_2d_to_fill(sp, tile, workgroups, want, floor, wg_y_while_tall=False):
         else:
             break
     return sp
+
+
+def split_k(tiles, want, K, bk, cap):
+    """Slices of a reduction of K rows (BK per tile) for a grid of `tiles` workgroups: enough to reach
+    `want` workgroups, at most `cap`, each slice at least SPLIT_MIN_TILES tiles deep and none empty
+    (KC = roundup(ceil(K / S), BK) rows each, as the shader computes them); 1 when the grid fills."""
+    if tiles >= want or cap <= 1:
+        return 1
+    s = max(1, min(cap, cdiv(want, tiles), K // (SPLIT_MIN_TILES * bk)))
+    return cdiv(K, round_up(cdiv(K, s), bk))
 
 
 def thread_tile(dev, cog, nt, tm4_max, tn, bm, bn_max):
@@ -201,7 +222,7 @@ CONV_TILED = Kernel(
 
 # ------------------------------------------------------------------------------- matmul_tiled
 def _mm_tile(spec):
-    wx, wy, tm, tn4, bk = spec
+    wx, wy, tm, tn4, bk, ks = spec
     return tm * wy, 4 * tn4 * wx
 
 
@@ -212,40 +233,55 @@ def matmul_shared(spec):
 
 
 def matmul_choose(loc, spec, dev):
-    """large: 16 x 16 threads, 4 x 8 outputs each (64 x 128 tiles); small: 16 x 8 threads, 4 x 4;
-    tiles shrink (outputs per thread, then threads, not below one subgroup) until the grid fills the
-    GPU, then until shared memory and invocations fit."""
+    """large: 16 x 16 threads, 4 x 8 outputs each (64 x 128 tiles); small: at most 16 x 8 threads, 4 x 4;
+    where the grid is short of filling the GPU, split-K first (up to `ks` slices, where the consumer
+    sums them: loc.max_splits), then tiles shrink (outputs per thread, then threads, not below one
+    subgroup) until the grid fills the GPU; then until shared memory and invocations fit."""
     prof = _profile(dev)
-    # large: the base spec (the defaults: 16 x 16 threads, 4 x 8 each; tune tries others: `search`)
-    sp = list(spec) if prof == "large" else [16, 8, 4, 1, 16]
+    # large: the base spec (the defaults: 16 x 16 threads, 4 x 8 each; tune tries others: `search`);
+    # small: the base spec within 16 x 8 threads, 4 x 4 each
+    sp = list(spec) if prof == "large" else [min(spec.wg_x, 16), min(spec.wg_y, 8), min(spec.tm, 4),
+                                              min(spec.tn4, 1), spec.bk, spec.ks]
     fit_threads(sp, dev)
-    shrink_2d_to_fill(sp, _mm_tile, lambda sp: cdiv(loc.N, _mm_tile(sp)[1]) * cdiv(loc.M, _mm_tile(sp)[0]) * loc.batch,
-                      MIN_WORKGROUPS[prof], max(dev.subgroup_size, 1), wg_y_while_tall=True)
+
+    def tiles(sp):
+        bm, bn = _mm_tile(sp)
+        return cdiv(loc.N, bn) * cdiv(loc.M, bm) * loc.batch
+    want = MIN_WORKGROUPS[prof]
+    sp[5] = split_k(tiles(sp), want, loc.K, sp[4], min(sp[5], loc.max_splits))
+    shrink_2d_to_fill(sp, _mm_tile, lambda sp: tiles(sp) * sp[5], want, max(dev.subgroup_size, 1),
+                      wg_y_while_tall=True)
     return shrink_to_fit(sp, matmul_shared, dev, ((4, 8), (2, 1), (3, 1), (4, 4), (1, 1), (0, 1)))
 
 
 def matmul_tiled_setup(loc, spec):
     bm, bn = _mm_tile(spec)
     _, fields = matmul_setup(loc, (1, 1, 1, 1))
-    return (cdiv(loc.N, bn), cdiv(loc.M, bm), loc.batch), fields
+    return (cdiv(loc.N, bn), cdiv(loc.M, bm), loc.batch * spec[5]), fields
 
 
 def matmul_tiled_work(loc, spec, grid):
+    """Every workgroup (slices included) does one slice's depth; each slice writes its tile of C."""
     bm, bn = _mm_tile(spec)
     tiles = float(grid[0]) * grid[1] * grid[2]
-    return {"mac": tiles * bm * bn * round_up(loc.K, spec[4]), "out": tiles * bm * bn}
+    depth = round_up(cdiv(loc.K, spec[5]), spec[4])
+    return {"mac": tiles * bm * bn * depth, "out": tiles * bm * bn}
 
 
 MATMUL_TILED = Kernel(
     name="matmul_tiled", op="matmul",
-    summary="GPU matmul: BM x BN tiles, A and B staged through shared memory, coalesced vec4 loads",
-    push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk"),
-    defaults={"cpu": (16, 8, 4, 1, 16), "gpu": (16, 16, 4, 2, 16)},
-    bindings=MATMUL_BINDINGS, setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
+    summary="GPU matmul: BM x BN tiles, A and B staged through shared memory, coalesced vec4 loads, split-K",
+    push=MATMUL_PUSH, floats=("in_slope",), spec=("wg_x", "wg_y", "tm", "tn4", "bk", "ks"),
+    defaults={"cpu": (16, 8, 4, 1, 16, 1), "gpu": (16, 16, 4, 2, 16, 8)},
+    bindings=(("a", "(a_batch_mod, M, lda)"), ("b", "(batch, K, ldb)"), ("c", "(ks, batch, M, ldc)")),
+    setup=matmul_tiled_setup, work=matmul_tiled_work, choose=matmul_choose,
     shared_bytes=matmul_shared, invocations=lambda spec: spec.wg_x * spec.wg_y, f16=dict(align=4),
+    slices=lambda spec: spec.ks,
     # matmul_choose sets every field per piece; BK: a multiple of 4 (rows staged as vec4; BK < 4
-    # divides by zero in the shader's padding), the register tile at most 32 accumulators
-    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 32), tn4=(1, 8), bk=(4, 64)),
+    # divides by zero in the shader's padding), the register tile at most 32 accumulators; any KS
+    # is correct (a slice past K writes zeros)
+    ranges=dict(wg_x=(1, 1024), wg_y=(1, 1024), tm=(1, 32), tn4=(1, 8), bk=(4, 64), ks=(1, 64)),
     constraint=("bk % 4 == 0", "tm * 4 * tn4 <= 32"),
-    # tune's alternatives on a large GPU (tile shape, accumulators per thread, reduction depth)
-    search=(dict(tm=8, tn4=1), dict(tm=2), dict(bk=32), dict(wg_x=32, wg_y=8)))
+    # tune's alternatives on a large GPU (tile shape, accumulators per thread, reduction depth, and
+    # shrinking tiles instead of split-K)
+    search=(dict(tm=8, tn4=1), dict(tm=2), dict(bk=32), dict(wg_x=32, wg_y=8), dict(ks=1)))

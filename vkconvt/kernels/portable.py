@@ -95,7 +95,8 @@ MATMUL = Kernel(
 def col2im_setup(loc, spec):
     (wg,) = spec
     fields = dict(C=loc.C, K=loc.K, lc=loc.lc, ldcol=loc.ldcol or loc.lc, tw=loc.tw, i_begin=loc.i_begin,
-                  i_count=loc.i_count, fresh_from=loc.fresh_from, has_bias=int(loc.has_bias), **loc.phase_fields(),
+                  i_count=loc.i_count, fresh_from=loc.fresh_from, has_bias=int(loc.has_bias), slices=loc.slices,
+                  slice_stride=loc.slice_stride, **loc.phase_fields(),
                   act=loc.act, act_slope=loc.act_slope)
     return (cdiv(loc.i_count, wg), loc.C, loc.nb), fields
 
@@ -104,17 +105,18 @@ def col2im_work(loc, spec, grid):
     outs = float(loc.C) * loc.nb * loc.i_count
     _, kp, _, _ = phase_constants(loc.s, loc.d)
     per = min(cdiv(loc.K, kp), cdiv(loc.lc * loc.s, max(1, loc.d * kp)) + 1)
-    return {"reads": outs * per, "out": outs}
+    return {"reads": outs * per * loc.slices, "out": outs}
 
 
 COL2IM = Kernel(
     name="col2im_1d", op="col2im_1d",
     summary="gather col2im: one output per invocation, visiting only the taps that land on it",
-    push=("C", "K", "lc", "ldcol", "tw", "i_begin", "i_count", "fresh_from", "has_bias") + PHASE_PUSH
+    push=("C", "K", "lc", "ldcol", "tw", "i_begin", "i_count", "fresh_from", "has_bias", "slices", "slice_stride")
+    + PHASE_PUSH
     + ("act", "act_slope") + GRID,
     signed=("pad",), floats=("act_slope",), spec=("wg",),
     defaults={"cpu": (64,), "gpu": (64,)},
-    bindings=(("col", "(nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
+    bindings=(("col", "(slices, nb, C, K, ldcol)"), ("bias", "(C,) or (1,) unused"), ("out", "(nb, C, tw)")),
     setup=col2im_setup, work=col2im_work, invocations=lambda spec: spec.wg, shrink=("wg",), ranges=dict(wg=(1, 1024)))
 
 

@@ -24,7 +24,8 @@ from ..fold import conv1d_windows
 from ..params import FLOAT_BYTES, Grouped
 from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
 from . import Op, register
-from .conv_transpose1d import (MAX_WINDOWS, MIN_CHUNK, ConvPiece, GroupedIO, _bias_fill, _bias_upload, _portable,
+from .grouped import GroupedIO
+from .conv_transpose1d import (MAX_WINDOWS, MIN_CHUNK, ConvPiece, _bias_fill, _bias_upload, _portable,
                                matmul_align, run_classes)
 
 
@@ -143,8 +144,9 @@ def pieces(p, g, complete=True):
     return out
 
 
-def gemm_dispatches(loc, choice, limits, lchunk):
-    """Output chunks of lchunk: im2col_1d, matmul, bias_act_1d each (dependent, in order)."""
+def gemm_dispatches(loc, choice, limits, lchunk, splits=1):
+    """Output chunks of lchunk: im2col_1d, matmul, bias_act_1d each (dependent, in order). splits:
+    the split-K slices the matmul buffer may hold (bias_act_1d sums them)."""
     al = matmul_align(choice)
     kdim = loc.cig * loc.K
     lda, ldc = round_up(kdim, al), round_up(min(lchunk, loc.tw), al)
@@ -155,11 +157,11 @@ def gemm_dispatches(loc, choice, limits, lchunk):
                          ldx=max(1, loc.lw))
         mm = MatmulLocal(batch=loc.nb * loc.G, M=loc.cog, N=lc, K=kdim, lda=lda, ldb=ldc, ldc=ldc, a_batch_mod=loc.G,
                          a_batch_stride=loc.cog * lda, b_batch_stride=kdim * ldc, c_batch_stride=loc.cog * ldc,
-                         b_offset=0, in_act=loc.in_act, in_slope=loc.in_slope)
-        ba = BiasActLocal(loc.nb, loc.G * loc.cog, lc, ldc, loc.tw, c0, loc.has_bias, loc.act, loc.act_slope)
-        out += [dispatch("im2col_1d", choice, im, limits),
-                dispatch("matmul", choice, mm, limits, {"a": "w", "b": "col", "c": "mm"}),
-                dispatch("bias_act_1d", choice, ba, limits, {"src": "mm"})]
+                         b_offset=0, in_act=loc.in_act, in_slope=loc.in_slope, max_splits=splits)
+        dm = dispatch("matmul", choice, mm, limits, {"a": "w", "b": "col", "c": "mm"})
+        ba = BiasActLocal(loc.nb, loc.G * loc.cog, lc, ldc, loc.tw, c0, loc.has_bias, loc.act, loc.act_slope,
+                          kernels.KERNELS[dm.kernel].slices(dm.spec), mm.batch * mm.c_batch_stride)
+        out += [dispatch("im2col_1d", choice, im, limits), dm, dispatch("bias_act_1d", choice, ba, limits, {"src": "mm"})]
     return out
 
 
@@ -220,13 +222,17 @@ class Conv1dOp(GroupedIO, Op):
         live = [pc for pc, _ in listed if not pc.empty]
         fused = g["ic"] >= p.cig and len(live) == len(listed)
         tw_max = max([pc.t1 - pc.t0 for pc in live], default=1)
-        lchunk, eb = tw_max, p.elem_bytes
+        lchunk, eb, splits = tw_max, p.elem_bytes, 1
         if algorithm == "gemm":
             kw_max = max([pc.fold.kw for pc in live], default=1)
             per_pos = g["nb"] * g["gc"] * (g["ic"] * kw_max + g["cc"]) * eb
             room = min(limits.max_buffer_bytes, budget) // per_pos
             lchunk = tw_max if room >= round_up(tw_max, al) else max(al, room // al * al)
             sched.notes["length chunk"] = lchunk
+            # split-K slices (matmul_tiled): as many matmul buffers as the budget and a buffer hold
+            mm_bytes = g["nb"] * g["gc"] * g["cc"] * round_up(lchunk, al) * eb
+            col_bytes = g["nb"] * g["gc"] * g["ic"] * kw_max * round_up(lchunk, al) * eb
+            splits = max(1, min(limits.max_buffer_bytes, budget - col_bytes) // mm_bytes)
         if g["ic"] < p.cig:
             sched.notes["input-channel chunks"] = cdiv(p.cig, g["ic"])
         sched.info.update(geometry=g, fused=fused)
@@ -240,7 +246,7 @@ class Conv1dOp(GroupedIO, Op):
                 continue
             loc = pc.local(p, fused)
             if loc not in memo:
-                memo[loc] = (gemm_dispatches(loc, choice, limits, lchunk) if algorithm == "gemm"
+                memo[loc] = (gemm_dispatches(loc, choice, limits, lchunk, splits) if algorithm == "gemm"
                              else [dispatch("conv1d", choice, loc, limits)])
             ds = memo[loc]
             f, nb, gc = pc.fold, pc.n1 - pc.n0, pc.g1 - pc.g0
@@ -251,7 +257,10 @@ class Conv1dOp(GroupedIO, Op):
             if algorithm == "gemm":
                 mm = ds[1].local
                 words["col"] = max(words["col"], mm.batch * mm.K * mm.ldb)
-                words["mm"] = max(words["mm"], mm.batch * mm.M * mm.ldc)
+                slices = ds[2].local.slices
+                words["mm"] = max(words["mm"], slices * mm.batch * mm.M * mm.ldc)
+                if slices > 1:
+                    sched.notes["split-K"] = max(slices, sched.notes.get("split-K", 1))
             if half:
                 loc16 = kernels.PackLocal(p.n * p.c_out * p.l_out)
                 ds = ds + [dispatch("to_float16", choice, loc16, limits, {"src": "out", "dst": "out16"})]

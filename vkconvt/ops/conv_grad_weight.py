@@ -151,10 +151,12 @@ def direct_dispatches(p, dp, choice, dev, first, ldx):
     return out + [dispatch("conv1d_grad_weight", choice, loc, dev)]
 
 
-def gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al):
+def gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al, splits=1):
     """x-position chunks of one data piece: [x copy], im2col_1d transposed, matmul, one col2im_1d
     per batch entry adding its product into gw. gw's only product (one batch entry, one chunk, one
-    data piece; float32: the matmul's C is gw's layout) is written by the matmul itself."""
+    data piece; float32: the matmul's C is gw's layout) is written by the matmul itself, unless the
+    matmul splits its reduction (split-K, up to `splits` slices of the product buffer: col2im_1d
+    sums them)."""
     ch, f = dp.ch, dp.fold
     nb, gc, ic, cc = dp.n1 - dp.n0, ch.g1 - ch.g0, ch.ci1 - ch.ci0, ch.co1 - ch.co0
     lx, ldb = dp.l1 - dp.l0, _gemm_ld(p, cc, al)
@@ -177,12 +179,17 @@ def gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al):
         im = Im2colLocal(nb, gc, cc, p.k, f.lw, lc, p.stride, p.dilation, pad0 - q0 * p.stride, ldb, True,
                          ldx=max(1, f.lw))
         mm = MatmulLocal(batch=nb * gc, M=ic, N=cc * p.k, K=lc, lda=lda, ldb=ldb, ldc=ldb, a_batch_mod=nb * gc,
-                         a_batch_stride=ic * lda, b_batch_stride=lc * ldb, c_batch_stride=ic * ldb, b_offset=0)
+                         a_batch_stride=ic * lda, b_batch_stride=lc * ldb, c_batch_stride=ic * ldb, b_offset=0,
+                         max_splits=splits)
+        name, spec = kernels.pick("matmul", choice, mm, dev)
+        slices = kernels.KERNELS[name].slices(spec)
+        only = only and slices == 1
         out += [dispatch("im2col_1d", choice, im, dev, {"x": "go", "col": "colT"}),
-                dispatch("matmul", choice, mm, dev, {"a": a_role, "b": "colT", "c": "gw" if only else "cm"})]
+                make_dispatch(name, mm, spec, {"a": a_role, "b": "colT", "c": "gw" if only else "cm"})]
         for n in range(0 if only else nb):
             write = first and q0 == 0 and n == 0
-            add = Col2imLocal(1, 1, 1, nb * flat, 1, 1, n * flat, flat, 0, flat, 0 if write else flat, False, nb * flat)
+            add = Col2imLocal(1, 1, 1, nb * flat, 1, 1, n * flat, flat, 0, flat, 0 if write else flat, False, nb * flat,
+                              slices=slices, slice_stride=nb * flat)
             out.append(dispatch("col2im_1d", choice, add, dev, {"col": "cm", "out": "gw"}))
     return out
 
@@ -196,13 +203,17 @@ class ConvGradWeightOp(Op):
         sched.key = (self.name, p, algorithm, limits, budget if algorithm == "gemm" else None,
                      tuple(sorted(choice.items())))
         eb, xal, dev = p.elem_bytes, max(4, al), limits.device
-        lchunk = g["lx"]
+        lchunk, splits = g["lx"], 1
         if algorithm == "gemm":
             ldb = _gemm_ld(p, g["cc"], al)
             room = min(limits.max_buffer_bytes, budget) - g["nb"] * g["gc"] * g["ic"] * ldb * eb
             if room < g["nb"] * g["gc"] * ldb * round_up(g["lx"], al) * eb:      # chunks: x columns copied too
                 lchunk = max(al, room // (g["nb"] * g["gc"] * (ldb + g["ic"]) * eb) // al * al)
             sched.notes["length chunk"] = lchunk
+            # split-K slices (matmul_tiled): as many product buffers as the budget left and a buffer hold
+            cm_bytes = g["nb"] * g["gc"] * g["ic"] * ldb * eb
+            col_bytes = g["nb"] * g["gc"] * ldb * round_up(min(lchunk, g["lx"]), al) * eb
+            splits = max(1, min(limits.max_buffer_bytes, budget - col_bytes) // cm_bytes)
         words = dict(x=1, go=1, gw=1, xa=0, colT=1, cm=0)
         for g0, g1 in runs(p.groups, g["gc"]):
             for ci0, ci1 in runs(p.cig, g["ic"]):
@@ -211,9 +222,13 @@ class ConvGradWeightOp(Op):
                     dps = data_pieces(p, g, ch)
                     for i, dp in enumerate(dps):
                         sched.steps.append(self._step(p, dp, i == 0, i == len(dps) - 1, algorithm, choice, dev,
-                                                      lchunk, al, xal, words))
+                                                      lchunk, al, xal, words, splits))
         if len(sched.steps) > 1:
             sched.notes["accumulating steps"] = len(sched.steps)
+        slices = max([d.local.slices for st in sched.steps for d in st.dispatches if isinstance(d.local, Col2imLocal)],
+                     default=1)
+        if slices > 1:
+            sched.notes["split-K"] = slices
         stored = lambda n: -(-n * eb // 4)  # noqa: E731
         sched.buffers = {"x": Buffer(stored(words["x"])), "go": Buffer(stored(words["go"])),
                          "gw": Buffer(words["gw"], "out")}
@@ -225,18 +240,19 @@ class ConvGradWeightOp(Op):
         return sched
 
     @staticmethod
-    def _step(p, dp, first, last, algorithm, choice, dev, lchunk, al, xal, words):
+    def _step(p, dp, first, last, algorithm, choice, dev, lchunk, al, xal, words, splits=1):
         ch, f = dp.ch, dp.fold
         nb, gc, ic, cc = dp.n1 - dp.n0, ch.g1 - ch.g0, ch.ci1 - ch.ci0, ch.co1 - ch.co0
         ldx = round_up(dp.l1 - dp.l0, xal)
         if algorithm == "gemm":
-            ds = gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al)
+            ds = gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al, splits)
             ldw = _gemm_ld(p, cc, al)
             for d in ds:
                 if d.binds[-1] in ("xa", "colT", "cm"):
                     loc = d.local
                     n = (loc.nb * loc.G * (loc.tw if loc.transposed else loc.cpg * loc.K) * loc.ldcol
-                         if isinstance(loc, Im2colLocal) else loc.batch * loc.M * loc.ldc)
+                         if isinstance(loc, Im2colLocal)
+                         else kernels.KERNELS[d.kernel].slices(d.spec) * loc.batch * loc.M * loc.ldc)
                     words[d.binds[-1]] = max(words[d.binds[-1]], n)
         else:
             ds = direct_dispatches(p, dp, choice, dev, first, ldx)

@@ -18,6 +18,7 @@ from ..kernels import Col2imLocal, ConvLocal, MatmulLocal, cdiv, round_up
 from ..params import FLOAT_BYTES, all_finite
 from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
 from . import Op, register
+from .grouped import GroupedIO
 
 MIN_CHUNK = 256              # input positions per gemm chunk worth keeping before batch/channels split
 MAX_WINDOWS = 1 << 20        # output windows worth listing; a problem needing more is refused
@@ -145,10 +146,12 @@ def direct_dispatches(piece, p, choice, limits, safe, fused):
     return [make_dispatch(name, loc, spec)]
 
 
-def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
+def gemm_dispatches(piece, p, choice, limits, lchunk, fused, splits=1):
     """Column chunks of lchunk inputs: matmul into the column buffer, then col2im_1d, which adds
     to the outputs an earlier chunk already wrote (before `fresh`) and writes the others. Operand
-    rows are padded to the matmul kernel's alignment: x rows ldx, weight rows lda, column rows ldc."""
+    rows are padded to the matmul kernel's alignment: x rows ldx, weight rows lda, column rows ldc.
+    splits: the split-K slices the column buffer may hold (the matmul kernel takes up to that many
+    where its grid is short of filling the GPU; col2im_1d sums them)."""
     loc = piece.local(p, fused)
     al = matmul_align(choice)
     lda, ldx = round_up(loc.cig, al), round_up(loc.lw, al)
@@ -160,9 +163,11 @@ def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
         ldc = round_up(lc, al)
         mm = MatmulLocal(batch=loc.nb * loc.G, M=m, N=lc, K=loc.cig, lda=lda, ldb=ldx, ldc=ldc,
                          a_batch_mod=loc.G, a_batch_stride=m * lda, b_batch_stride=loc.cig * ldx,
-                         c_batch_stride=m * ldc, b_offset=q0, in_act=loc.in_act, in_slope=loc.in_slope)
+                         c_batch_stride=m * ldc, b_offset=q0, in_act=loc.in_act, in_slope=loc.in_slope,
+                         max_splits=splits)
         name, spec = kernels.pick("matmul", choice, mm, limits.device)
         out.append(make_dispatch(name, mm, spec, {"a": "w", "b": "x", "c": "col"}))
+        slices = kernels.KERNELS[name].slices(spec)
         lo = q0 * loc.s - loc.pad
         hi = (q1 - 1) * loc.s + (loc.K - 1) * loc.d - loc.pad
         begin = max(0, min(lo, fresh))
@@ -170,7 +175,8 @@ def gemm_dispatches(piece, p, choice, limits, lchunk, fused):
         if end <= begin:
             continue
         c2i = Col2imLocal(loc.nb, loc.G * loc.cog, loc.K, lc, loc.s, loc.d, loc.pad - q0 * loc.s, loc.tw, begin,
-                          end - begin, fresh, loc.has_bias, ldc, loc.act, loc.act_slope)
+                          end - begin, fresh, loc.has_bias, ldc, loc.act, loc.act_slope, slices,
+                          mm.batch * mm.c_batch_stride)
         name, spec = kernels.pick("col2im_1d", choice, c2i, limits.device)
         out.append(make_dispatch(name, c2i, spec))
         fresh = max(fresh, end)
@@ -268,30 +274,6 @@ def _bias_fill(pc, p):
     return fill
 
 
-class GroupedIO:
-    """The host side of an op whose x is (n, groups * cig, l_in) and result (n, groups * cog, l_out)."""
-
-    def describe(self, p):
-        return f"{self.name} {p.tag()}  ->  out ({p.n}, {p.c_out}, {p.l_out}), {p.flops / 1e6:.1f} MFLOP"
-
-    def out_array(self, p, sched=None):
-        half = sched is not None and sched.info.get("out_half")
-        # zeros: calloc'd pages, so the outputs no input reaches (gaps of a huge stride) cost nothing
-        return np.zeros((p.n, p.c_out, p.l_out), dtype=np.float16 if half else
-                        np.float64 if p.storage == "float64" else np.float32)
-
-    def bind(self, p, args, out):
-        """The host views a schedule's transfers index: x and out per group."""
-        return dict(args, x=args["x"].reshape(p.n, p.groups, p.cig, p.l_in),
-                    out=out.reshape(p.n, p.groups, p.cog, p.l_out))
-
-    def finish(self, sched, args, out):
-        p = sched.params
-        if p.epi.act and not sched.info.get("fused", True):
-            activations.apply(out, p.epi, args["weights"].act_params)      # not fusable here: on the host
-        return out
-
-
 class ConvTranspose1dOp(GroupedIO, Op):
     def schedule(self, p, algorithm, limits, budget, choice, complete=True, safe=False):
         choice = kernels.for_storage(choice, p.storage)
@@ -311,12 +293,14 @@ class ConvTranspose1dOp(GroupedIO, Op):
         live = [pc for pc, _ in listed if not pc.empty]
         lw_max = max([pc.fold.lw for pc in live], default=1)
         kw_max = max([pc.fold.kw for pc in live], default=1)
-        lchunk, col = 0, 0
+        lchunk, col, splits = 0, 0, 1
         if algorithm == "gemm":
             per_pos = g["nb"] * g["gc"] * g["cc"] * kw_max * p.elem_bytes
             room = min(limits.max_buffer_bytes, budget) // per_pos
             lchunk = lw_max if room >= round_up(lw_max, al) else max(al, room // al * al)
             col = g["nb"] * g["gc"] * g["cc"] * kw_max * round_up(lchunk, al)
+            # split-K slices (matmul_tiled): as many column buffers as the budget and a buffer hold
+            splits = max(1, min(limits.max_buffer_bytes, budget) // (4 * -(-col * p.elem_bytes // 4)))
         # The kernels apply the output activation when they write every output's final value: one
         # input-channel chunk, one column chunk, no window left to the host's bias fill.
         fused = g["ic"] >= p.cig and (algorithm == "direct" or lchunk >= lw_max) and len(live) == len(listed)
@@ -336,7 +320,7 @@ class ConvTranspose1dOp(GroupedIO, Op):
             loc = pc.local(p, fused)
             if loc not in memo:
                 memo[loc] = (direct_dispatches(pc, p, choice, limits, safe, fused) if algorithm == "direct"
-                             else gemm_dispatches(pc, p, choice, limits, lchunk, fused))
+                             else gemm_dispatches(pc, p, choice, limits, lchunk, fused, splits))
             ds = memo[loc]
             _, ldx = x_layout(ds, pc.fold, algorithm, choice)
             x_words = max(x_words, (pc.n1 - pc.n0) * (pc.g1 - pc.g0) * (pc.ci1 - pc.ci0) * ldx)
@@ -358,7 +342,13 @@ class ConvTranspose1dOp(GroupedIO, Op):
         if p.bias or p.epi.per_channel:
             sched.buffers["bias"] = Buffer((3 if p.epi.per_channel else 1) * g["gc"] * g["cc"])
         if algorithm == "gemm":
-            sched.buffers["col"] = Buffer(words(col), "work", workspace=True)
+            # split-K: the matmul writes `slices` partial column buffers, col2im_1d sums them
+            slices = max([d.local.slices for st in sched.steps for d in st.dispatches
+                          if isinstance(d.local, Col2imLocal)], default=1)
+            if slices > 1:
+                sched.notes["split-K"] = slices
+            sched.info["columns"] = FLOAT_BYTES * words(col)         # one column buffer: the least gemm needs
+            sched.buffers["col"] = Buffer(slices * words(col), "work", workspace=True)
         if half:
             sched.buffers["out"] = Buffer(out_words, "work")
             sched.buffers["out16"] = Buffer(2 * cdiv(out_words, 4), "out")
