@@ -4,6 +4,8 @@ slice order. The choice itself is device-free (a large GPU's limits, no device);
 lavapipe with the split forced (matmul_tiled with k tiles of 4 rows, so that case-table shapes
 split), over the whole case table, float16 storage, activations, both memory modes, the replayed
 call, and a workspace budget that holds fewer slices."""
+import os
+
 import numpy as np
 import pytest
 
@@ -255,3 +257,26 @@ def test_weight_gradient_with_split_k(n, c_in, c_out, l, k, stride, padding, sto
     rgi, rgw, _ = vkconvt.conv_transpose1d_backward(go, x, w, **kw, backend="numpy")
     assert_close(gi, rgi, TOL[storage])
     assert_close(gw, rgw, TOL[storage])
+
+
+# ------------------------------------------------------------------ the report the README quotes
+def test_split_k_report():
+    """scripts/split_k_report.py: on a large GPU's limits some bench layers split and keep larger
+    register tiles; on a small GPU (32 workgroups fill it) none does; a bad device row is refused."""
+    import re
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "split_k_report.py")
+
+    def report(*args):
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=300)
+    big = report("--device", "H200")
+    assert big.returncode == 0, big.stderr
+    split, total, kept = map(int, re.search(r"(\d+) of (\d+) distinct layers split.*?; (\d+) of them", big.stdout).groups())
+    assert 0 < kept <= split < total
+    rows = [ln for ln in big.stdout.splitlines() if ln.startswith("| ") and "->" in ln]
+    assert len(rows) == split and all(int(r.split("|")[4]) > 1 for r in rows)
+    small = report("--device", "Mali-G78")
+    assert small.returncode == 0 and "0 of" in small.stdout.splitlines()[-1], small.stdout
+    bad = report("--device", "GeForce 256")
+    assert bad.returncode == 2 and "--device must be one of" in bad.stderr

@@ -209,9 +209,10 @@ class Kernel:
         return self.Spec(*values)
 
     def search_specs(self, device_class):
-        """The default spec of a device class, then tune's alternatives."""
+        """The default spec of a device class, then tune's alternatives (each once: an alternative
+        equal to the default, e.g. matmul_tiled's ks=1 on a CPU device, is not timed twice)."""
         base = self.defaults[device_class]
-        return [base] + [base._replace(**alt) for alt in self.search]
+        return list(dict.fromkeys([base] + [base._replace(**alt) for alt in self.search]))
 
     def violations(self, spec):
         """What spec breaks: a field outside its range (`ranges`, default [1, 65535]), else the rules
