@@ -280,3 +280,41 @@ def test_split_k_report():
     assert small.returncode == 0 and "0 of" in small.stdout.splitlines()[-1], small.stdout
     bad = report("--device", "GeForce 256")
     assert bad.returncode == 2 and "--device must be one of" in bad.stderr
+
+
+# ------------------------------------------------------------------ random shapes and budgets
+def _random_problems(count=36, seed=2026):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        groups = int(rng.choice([1, 1, 2, 3]))
+        c_in = groups * int(rng.integers(16, 90))
+        c_out = groups * int(rng.integers(1, 9))
+        k, stride, dilation = int(rng.integers(1, 9)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        padding = int(rng.integers(0, dilation * (k - 1) + 3))
+        n, l = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+        out.append(pytest.param(n, c_in, c_out, l, k, stride, padding, dilation, groups, i % 3, id=f"r{i}"))
+    return out
+
+
+@needs_vulkan
+@pytest.mark.parametrize("n,c_in,c_out,l,k,stride,padding,dilation,groups,budget_kind", _random_problems())
+def test_random_problems_with_split_k(n, c_in, c_out, l, k, stride, padding, dilation, groups, budget_kind):
+    """Forward, conv1d and the weight gradient with the split forced, under the default budget, one
+    that holds about two slices, and one that forces length chunks (budget_kind 0, 1, 2)."""
+    rng = np.random.default_rng(n * 1000 + c_in)
+    x = rng.standard_normal((n, c_in, l)).astype(np.float32)
+    w = rng.standard_normal((c_in, c_out // groups, k)).astype(np.float32)
+    kw = dict(stride=stride, padding=min(padding, dilation * (k - 1)), dilation=dilation, groups=groups)
+    cols = 4 * n * c_out * k * (l + 4)
+    budget = (None, 2 * cols + 64, max(4 * n * c_out * k * 8, cols // 3))[budget_kind]
+    ref = vkconvt.conv_transpose1d(x, w, **kw, backend="numpy")
+    with forced():
+        out = vkconvt.conv_transpose1d(x, w, **kw, algorithm="gemm", backend="vulkan", max_workspace_bytes=budget)
+        y1 = vkconvt.conv1d(ref, w, **kw, algorithm="gemm", backend="vulkan", max_workspace_bytes=budget)
+        _, gw, _ = vkconvt.conv_transpose1d_backward(ref, x, w, **kw, output_mask=(False, True, False),
+                                                     algorithm="gemm", backend="vulkan", max_workspace_bytes=budget)
+    assert_close(out, ref)
+    assert_close(y1, vkconvt.conv1d(ref, w, **kw, backend="numpy"))
+    assert_close(gw, vkconvt.conv_transpose1d_backward(ref, x, w, **kw, output_mask=(False, True, False),
+                                                       backend="numpy")[1])
