@@ -9,8 +9,9 @@
 // Split-K (KS > 1): the reduction is cut into KS slices of KC = roundup(ceil(K / KS), BK) rows, one
 // per workgroup along z, so a grid too small to fill a GPU gets KS times the workgroups without
 // shrinking the tiles. Slice j writes its partial product to C[j * batch + b] (KS copies of C, each
-// batch * c_batch_stride floats); the consumer sums them in a fixed order (col2im_1d's `slices`):
-// no atomics, the same result on every run. A slice past K writes zeros. grid z = KS * batch.
+// batch * c_batch_stride floats); the consumer sums them in a fixed order (col2im_1d's and
+// bias_act_1d's `slices`): no atomics, the same result on every run. A slice past K writes zeros.
+// grid z = KS * batch.
 //
 // Same push-constant semantics as shaders/matmul.comp (a drop-in replacement; only the
 // specialization constants and the grid differ).

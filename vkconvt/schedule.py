@@ -20,7 +20,7 @@ from .kernels import cdiv, round_up
 from .params import FLOAT_BYTES
 
 __all__ = ["Limits", "Buffer", "Transfer", "Dispatch", "Step", "Schedule", "split", "runs", "make_dispatch",
-           "cdiv", "round_up", "COUNTERS"]
+           "split_room", "cdiv", "round_up", "COUNTERS"]
 COUNTERS = {"schedules": 0}   # complete schedules computed in this process (tests read it)
 
 
@@ -46,6 +46,12 @@ def split(sizes, over, fail):
                 break
         else:
             fail(sizes)
+
+
+def split_room(limits, budget, one, used=0):
+    """Split-K: how many copies of a matmul's output buffer (`one` bytes each) the workspace budget,
+    less the `used` bytes other workspace takes, and one device buffer hold; at least 1."""
+    return max(1, min(limits.max_buffer_bytes, budget - used) // one)
 
 
 def runs(total, size):
@@ -186,6 +192,14 @@ class Schedule:
 
     def kernels_used(self):
         return sorted({d.kernel for st in self.steps for d in st.dispatches})
+
+    def note_split_k(self):
+        """The most split-K slices a matmul of this schedule writes (its consumer sums them), noted
+        for explain() when more than one."""
+        slices = max((kernels.KERNELS[d.kernel].slices(d.spec) for st in self.steps for d in st.dispatches), default=1)
+        if slices > 1:
+            self.notes["split-K"] = slices
+        return slices
 
     def submissions(self):
         """Queue submissions a call makes: one per step that dispatches (pieces share buffers, so a

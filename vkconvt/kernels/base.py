@@ -86,6 +86,11 @@ class MatmulLocal:
     # floats, one after another) the buffer holds and the consumer sums; 1: C is written whole
     max_splits: int = 1
 
+    @property
+    def c_size(self):
+        """Elements of one copy of C (batch * c_batch_stride): the stride between split-K slices."""
+        return self.batch * self.c_batch_stride
+
 
 @dataclass(frozen=True)
 class Col2imLocal:

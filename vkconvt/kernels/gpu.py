@@ -12,9 +12,10 @@ test suite forces them); their speed on a GPU has not been measured here (no GPU
 Split-K: where C has too few tiles to fill the GPU (fewer than MIN_WORKGROUPS), matmul_tiled first
 cuts the reduction into KS slices (spec `ks`: at most that many; each slice at least SPLIT_MIN_TILES
 k tiles deep) that write KS partial copies of C, summed by the consumer in slice order (col2im_1d on
-the gemm path; deterministic, no atomics); only if the grid is still short do the per-thread tiles
-shrink. It applies where the consumer sums slices and the workspace budget holds them
-(MatmulLocal.max_splits; the gemm path of conv_transpose1d). tune's search tries ks=1 against it.
+conv_transpose1d's and the weight gradient's gemm paths, bias_act_1d on conv1d's; deterministic, no
+atomics); only if the grid is still short do the per-thread tiles shrink. It applies where the
+consumer sums slices and the workspace budget holds them (MatmulLocal.max_splits; never the matmul
+op alone). tune's search tries ks=1 against it.
 
 Register tiles hold at most 32 accumulators per thread (8 x 4 or 4 x 8): compiled by AMD's ACO
 (scripts/gpu_compile_report.py) that is 64 VGPRs, 4 waves per SIMD on GCN and 8-16 on RDNA; the

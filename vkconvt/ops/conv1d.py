@@ -22,7 +22,7 @@ from ..kernels import MatmulLocal, cdiv, round_up
 from ..kernels.conv1d import BiasActLocal, Conv1dLocal, Im2colLocal
 from ..fold import conv1d_windows
 from ..params import FLOAT_BYTES, Grouped
-from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
+from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split, split_room
 from . import Op, register
 from .grouped import GroupedIO
 from .conv_transpose1d import (MAX_WINDOWS, MIN_CHUNK, ConvPiece, _bias_fill, _bias_upload, _portable,
@@ -160,7 +160,7 @@ def gemm_dispatches(loc, choice, limits, lchunk, splits=1):
                          b_offset=0, in_act=loc.in_act, in_slope=loc.in_slope, max_splits=splits)
         dm = dispatch("matmul", choice, mm, limits, {"a": "w", "b": "col", "c": "mm"})
         ba = BiasActLocal(loc.nb, loc.G * loc.cog, lc, ldc, loc.tw, c0, loc.has_bias, loc.act, loc.act_slope,
-                          kernels.KERNELS[dm.kernel].slices(dm.spec), mm.batch * mm.c_batch_stride)
+                          kernels.KERNELS[dm.kernel].slices(dm.spec), mm.c_size)
         out += [dispatch("im2col_1d", choice, im, limits), dm, dispatch("bias_act_1d", choice, ba, limits, {"src": "mm"})]
     return out
 
@@ -229,10 +229,10 @@ class Conv1dOp(GroupedIO, Op):
             room = min(limits.max_buffer_bytes, budget) // per_pos
             lchunk = tw_max if room >= round_up(tw_max, al) else max(al, room // al * al)
             sched.notes["length chunk"] = lchunk
-            # split-K slices (matmul_tiled): as many matmul buffers as the budget and a buffer hold
-            mm_bytes = g["nb"] * g["gc"] * g["cc"] * round_up(lchunk, al) * eb
-            col_bytes = g["nb"] * g["gc"] * g["ic"] * kw_max * round_up(lchunk, al) * eb
-            splits = max(1, min(limits.max_buffer_bytes, budget - col_bytes) // mm_bytes)
+            # split-K: as many matmul buffers as the budget beside the column buffer holds
+            ld = round_up(lchunk, al) * eb
+            splits = split_room(limits, budget, g["nb"] * g["gc"] * g["cc"] * ld,
+                                g["nb"] * g["gc"] * g["ic"] * kw_max * ld)
         if g["ic"] < p.cig:
             sched.notes["input-channel chunks"] = cdiv(p.cig, g["ic"])
         sched.info.update(geometry=g, fused=fused)
@@ -257,10 +257,7 @@ class Conv1dOp(GroupedIO, Op):
             if algorithm == "gemm":
                 mm = ds[1].local
                 words["col"] = max(words["col"], mm.batch * mm.K * mm.ldb)
-                slices = ds[2].local.slices
-                words["mm"] = max(words["mm"], slices * mm.batch * mm.M * mm.ldc)
-                if slices > 1:
-                    sched.notes["split-K"] = max(slices, sched.notes.get("split-K", 1))
+                words["mm"] = max(words["mm"], ds[2].local.slices * mm.batch * mm.M * mm.ldc)
             if half:
                 loc16 = kernels.PackLocal(p.n * p.c_out * p.l_out)
                 ds = ds + [dispatch("to_float16", choice, loc16, limits, {"src": "out", "dst": "out16"})]
@@ -274,6 +271,7 @@ class Conv1dOp(GroupedIO, Op):
                                                                          (pc.co0, pc.co1)), (pc.t0, pc.t1),
                                        pc.t1 - pc.t0, 0, "float16" if half else "float32", add=not pc.first),)
             sched.steps.append(step)
+        sched.note_split_k()
         self._buffers(sched, p, g, words, half, algorithm)
         if eb * max(words["x"], words["w"]) > limits.max_buffer_bytes:
             portable = _portable(choice, choice, p.storage)       # padded layouts overflow: the portable kernels

@@ -30,7 +30,7 @@ from ..fold import INT_LIMIT, conv1d_windows
 from ..kernels import Col2imLocal, MatmulLocal, round_up
 from ..kernels.conv1d import GradWeightLocal, Im2colLocal
 from ..params import FLOAT_BYTES, Grouped
-from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
+from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split, split_room
 from . import Op, register
 from .conv_transpose1d import MAX_WINDOWS, MIN_CHUNK, matmul_align
 
@@ -189,7 +189,7 @@ def gemm_dispatches(p, dp, choice, dev, first, last, lchunk, al, splits=1):
         for n in range(0 if only else nb):
             write = first and q0 == 0 and n == 0
             add = Col2imLocal(1, 1, 1, nb * flat, 1, 1, n * flat, flat, 0, flat, 0 if write else flat, False, nb * flat,
-                              slices=slices, slice_stride=nb * flat)
+                              slices=slices, slice_stride=mm.c_size)
             out.append(dispatch("col2im_1d", choice, add, dev, {"col": "cm", "out": "gw"}))
     return out
 
@@ -210,10 +210,9 @@ class ConvGradWeightOp(Op):
             if room < g["nb"] * g["gc"] * ldb * round_up(g["lx"], al) * eb:      # chunks: x columns copied too
                 lchunk = max(al, room // (g["nb"] * g["gc"] * (ldb + g["ic"]) * eb) // al * al)
             sched.notes["length chunk"] = lchunk
-            # split-K slices (matmul_tiled): as many product buffers as the budget left and a buffer hold
-            cm_bytes = g["nb"] * g["gc"] * g["ic"] * ldb * eb
-            col_bytes = g["nb"] * g["gc"] * ldb * round_up(min(lchunk, g["lx"]), al) * eb
-            splits = max(1, min(limits.max_buffer_bytes, budget - col_bytes) // cm_bytes)
+            # split-K: as many product buffers as the budget beside the transposed columns holds
+            splits = split_room(limits, budget, g["nb"] * g["gc"] * g["ic"] * ldb * eb,
+                                g["nb"] * g["gc"] * ldb * round_up(min(lchunk, g["lx"]), al) * eb)
         words = dict(x=1, go=1, gw=1, xa=0, colT=1, cm=0)
         for g0, g1 in runs(p.groups, g["gc"]):
             for ci0, ci1 in runs(p.cig, g["ic"]):
@@ -225,10 +224,7 @@ class ConvGradWeightOp(Op):
                                                       lchunk, al, xal, words, splits))
         if len(sched.steps) > 1:
             sched.notes["accumulating steps"] = len(sched.steps)
-        slices = max([d.local.slices for st in sched.steps for d in st.dispatches if isinstance(d.local, Col2imLocal)],
-                     default=1)
-        if slices > 1:
-            sched.notes["split-K"] = slices
+        sched.note_split_k()
         stored = lambda n: -(-n * eb // 4)  # noqa: E731
         sched.buffers = {"x": Buffer(stored(words["x"])), "go": Buffer(stored(words["go"])),
                          "gw": Buffer(words["gw"], "out")}

@@ -16,7 +16,7 @@ from ..errors import VkconvtMemoryError, WorkspaceTooSmall
 from ..fold import INT_LIMIT, Fold, trimmed, unrepresentable, window_bounds
 from ..kernels import Col2imLocal, ConvLocal, MatmulLocal, cdiv, round_up
 from ..params import FLOAT_BYTES, all_finite
-from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split
+from ..schedule import COUNTERS, Buffer, Schedule, Step, Transfer, make_dispatch, runs, split, split_room
 from . import Op, register
 from .grouped import GroupedIO
 
@@ -176,7 +176,7 @@ def gemm_dispatches(piece, p, choice, limits, lchunk, fused, splits=1):
             continue
         c2i = Col2imLocal(loc.nb, loc.G * loc.cog, loc.K, lc, loc.s, loc.d, loc.pad - q0 * loc.s, loc.tw, begin,
                           end - begin, fresh, loc.has_bias, ldc, loc.act, loc.act_slope, slices,
-                          mm.batch * mm.c_batch_stride)
+                          mm.c_size)
         name, spec = kernels.pick("col2im_1d", choice, c2i, limits.device)
         out.append(make_dispatch(name, c2i, spec))
         fresh = max(fresh, end)
@@ -299,8 +299,7 @@ class ConvTranspose1dOp(GroupedIO, Op):
             room = min(limits.max_buffer_bytes, budget) // per_pos
             lchunk = lw_max if room >= round_up(lw_max, al) else max(al, room // al * al)
             col = g["nb"] * g["gc"] * g["cc"] * kw_max * round_up(lchunk, al)
-            # split-K slices (matmul_tiled): as many column buffers as the budget and a buffer hold
-            splits = max(1, min(limits.max_buffer_bytes, budget) // (4 * -(-col * p.elem_bytes // 4)))
+            splits = split_room(limits, budget, 4 * -(-col * p.elem_bytes // 4))     # column buffers for split-K
         # The kernels apply the output activation when they write every output's final value: one
         # input-channel chunk, one column chunk, no window left to the host's bias fill.
         fused = g["ic"] >= p.cig and (algorithm == "direct" or lchunk >= lw_max) and len(live) == len(listed)
@@ -342,11 +341,7 @@ class ConvTranspose1dOp(GroupedIO, Op):
         if p.bias or p.epi.per_channel:
             sched.buffers["bias"] = Buffer((3 if p.epi.per_channel else 1) * g["gc"] * g["cc"])
         if algorithm == "gemm":
-            # split-K: the matmul writes `slices` partial column buffers, col2im_1d sums them
-            slices = max([d.local.slices for st in sched.steps for d in st.dispatches
-                          if isinstance(d.local, Col2imLocal)], default=1)
-            if slices > 1:
-                sched.notes["split-K"] = slices
+            slices = sched.note_split_k()      # the matmul writes that many column buffers, col2im_1d sums them
             sched.info["columns"] = FLOAT_BYTES * words(col)         # one column buffer: the least gemm needs
             sched.buffers["col"] = Buffer(slices * words(col), "work", workspace=True)
         if half:
